@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Build the local dev cluster's binaries from Go modules: kube-apiserver, kube-controller-manager,
+# kube-scheduler (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
+#
+# The versions are pinned by the go.mod files next to this script (one module per component,
+# because each pins its own k8s.io/* and etcd library versions). Binaries go to a cache outside
+# the repository, keyed by those versions, so only the first build pays:
+#
+#   ${GPUFLEET_CACHE:-$HOME/.cache/gpufleet}/bin/k8s-<v>_etcd-<v>_kwok-<v>/
+#
+# Usage: deploy/local/build.sh [--print-dir] [--force]
+#   --print-dir  print the binary directory for the pinned versions and exit (builds nothing)
+#   --force      rebuild even when the binaries are already there
+# Environment: GPUFLEET_CACHE (cache root), GO_BUILD_PARALLEL (go build -p, default 2),
+#              GO_BUILD_NICE (nice level, default 10).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_root="${GPUFLEET_CACHE:-$HOME/.cache/gpufleet}"
+parallel="${GO_BUILD_PARALLEL:-2}"
+nice_level="${GO_BUILD_NICE:-10}"
+
+print_dir=0
+force=0
+for arg in "$@"; do
+  case "$arg" in
+    --print-dir) print_dir=1 ;;
+    --force) force=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# The version a go.mod requires for a module: "require MOD vX" or a line "MOD vX" in a block.
+pinned() {
+  local gomod="$1" module="$2" version
+  version="$(awk -v m="$module" '($1 == m && $2 ~ /^v/) {print $2; exit} ($1 == "require" && $2 == m) {print $3; exit}' "$gomod")"
+  if [[ -z "$version" ]]; then
+    echo "build.sh: $gomod does not require $module; restore it from git" >&2
+    exit 1
+  fi
+  echo "$version"
+}
+
+k8s_version="$(pinned "$here/kubernetes/go.mod" k8s.io/kubernetes)"
+etcd_version="$(pinned "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)"
+kwok_version="$(pinned "$here/kwok/go.mod" sigs.k8s.io/kwok)"
+key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}"
+bin_dir="$cache_root/bin/$key"
+
+if [[ "$print_dir" == 1 ]]; then
+  echo "$bin_dir"
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "build.sh: the go command is missing; install Go >= 1.26 (Debian: apt-get install golang-go, or the go toolchain from go.dev)" >&2
+  exit 1
+fi
+
+# component directory, then its main packages; each binary is named after its package's last element.
+components=(
+  "etcd go.etcd.io/etcd/server/v3"
+  "kwok sigs.k8s.io/kwok/cmd/kwok"
+  "kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler"
+)
+
+binary_name() {
+  case "$1" in
+    go.etcd.io/etcd/server/v3) echo etcd ;;
+    *) basename "$1" ;;
+  esac
+}
+
+mkdir -p "$bin_dir"
+echo "build.sh: binaries for $key in $bin_dir"
+total_start=$SECONDS
+built_any=0
+for entry in "${components[@]}"; do
+  read -r component packages <<<"$entry"
+  missing=()
+  for pkg in $packages; do
+    name="$(binary_name "$pkg")"
+    if [[ "$force" == 1 || ! -x "$bin_dir/$name" ]]; then
+      missing+=("$pkg")
+    else
+      echo "build.sh: $name already built, skipping"
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && continue
+
+  built_any=1
+  tmp="$(mktemp -d "$bin_dir/.build.XXXXXX")"
+  names="$(for p in "${missing[@]}"; do binary_name "$p"; done | tr '\n' ' ')"
+  echo "build.sh: building ${names}from $here/$component (go build -p $parallel, nice $nice_level; the first build of kubernetes takes tens of minutes on 2 cores)"
+  start=$SECONDS
+  # go build -o DIR names each binary after its import path's last element; etcd's is "v3".
+  if ! (cd "$here/$component" && CGO_ENABLED=0 nice -n "$nice_level" \
+        go build -p "$parallel" -trimpath -ldflags="-s -w" -o "$tmp/" "${missing[@]}"); then
+    rm -rf "$tmp"
+    echo "build.sh: building $component failed; see the go output above. The pinned versions are in $here/$component/go.mod" >&2
+    exit 1
+  fi
+  for pkg in "${missing[@]}"; do
+    name="$(binary_name "$pkg")"
+    mv -f "$tmp/$(basename "$pkg")" "$bin_dir/$name"
+  done
+  rmdir "$tmp"
+  echo "build.sh: built ${names}in $((SECONDS - start)) s"
+done
+
+cat > "$bin_dir/VERSIONS" <<EOF
+kubernetes=$k8s_version
+etcd=$etcd_version
+kwok=$kwok_version
+go=$(go env GOVERSION)
+EOF
+if [[ "$built_any" == 1 ]]; then
+  echo "build.sh: done in $((SECONDS - total_start)) s: $bin_dir"
+else
+  echo "build.sh: all binaries present: $bin_dir"
+fi
