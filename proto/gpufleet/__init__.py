@@ -1,0 +1,1 @@
+"""gpufleet's own gRPC contracts, one sub-package per API version."""

@@ -1,0 +1,1 @@
+"""The kubelet's gRPC APIs that gpufleet talks to, written from their documented messages."""

@@ -1,0 +1,1 @@
+"""The kubelet PodResources API (``k8s.io/kubelet/pkg/apis/podresources``)."""
