@@ -1,0 +1,40 @@
+"""Placement policies, one module each, registered in ``POLICIES`` by name.
+
+``make_policy(name, mix=..., rng=...)`` builds one; every policy scores all nodes for a pod in one call
+(see ``base.Policy``), and ``base.select_node`` / ``base.choose_gpus`` turn scores into a placement.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from scheduler.policies import bestfit, clustering, dotprod, fgd, packing, random_fit
+from scheduler.policies.base import NodeScores, Policy, choose_gpus, select_node
+from scheduler.workload import WorkloadMix
+
+# The paper's order: 01-Random .. 06-FGD.
+POLICIES: dict[str, Callable[..., Policy]] = {
+    random_fit.NAME: lambda mix, rng, **_: random_fit.RandomPolicy(rng),
+    dotprod.NAME: lambda **_: dotprod.DotProductPolicy(),
+    clustering.NAME: lambda **_: clustering.ClusteringPolicy(),
+    packing.NAME: lambda **_: packing.PackingPolicy(),
+    bestfit.NAME: lambda **_: bestfit.BestFitPolicy(),
+    fgd.NAME: lambda mix, options=fgd.FGDOptions(), **_: fgd.FGDPolicy(mix, options),
+}
+PAPER_NAMES = dict(zip(POLICIES, ["01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking",
+                                  "05-BestFit", "06-FGD"]))
+
+
+def make_policy(name: str, mix: WorkloadMix | None = None, rng: np.random.Generator | None = None,
+                **options) -> Policy:
+    """Build the policy called ``name``; FGD needs ``mix``, Random needs ``rng``."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    if name == fgd.NAME and mix is None:
+        raise ValueError("the fgd policy needs a workload mix")
+    return POLICIES[name](mix=mix, rng=rng if rng is not None else np.random.default_rng(0), **options)
+
+
+__all__ = ["POLICIES", "PAPER_NAMES", "NodeScores", "Policy", "choose_gpus", "make_policy", "select_node"]

@@ -1,0 +1,83 @@
+"""The expected mix of future requests ("typical pods") that fragmentation is measured against.
+
+Built the way the FGD paper builds it (reference: ``GetTypicalPods``): count pods by request shape
+(CPU, per-GPU milli, GPU count, GPU model allow-list; memory is ignored), sort by count descending,
+keep the most frequent shapes until their cumulative share reaches the popularity threshold (95%), and
+renormalise their shares to sum to one. No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from scheduler.model import Cluster, PodRequest
+
+DEFAULT_POPULARITY = 0.95
+
+
+class PodShape(NamedTuple):
+    cpu_milli: int
+    gpu_milli: int
+    num_gpu: int
+    gpu_models: tuple[str, ...]
+
+
+class MixArrays(NamedTuple):
+    """The mix as kernel inputs, with GPU models resolved against one cluster's model table."""
+
+    cpu: np.ndarray  # int64[M]
+    milli: np.ndarray  # int32[M]
+    num: np.ndarray  # int32[M]
+    mask: np.ndarray  # int64[M]
+    prob: np.ndarray  # float64[M]
+
+
+@dataclass(frozen=True)
+class WorkloadMix:
+    """Request shapes and their probabilities (summing to 1)."""
+
+    shapes: tuple[PodShape, ...]
+    probs: tuple[float, ...]
+
+    @classmethod
+    def from_pods(cls, pods: Iterable[PodRequest], popularity: float = DEFAULT_POPULARITY) -> "WorkloadMix":
+        """The typical pods of an observed or planned pod list (the paper's rule)."""
+        if not 0 < popularity <= 1:
+            raise ValueError(f"popularity must be in (0, 1], got {popularity}")
+        counts = Counter(
+            PodShape(p.cpu_milli, p.gpu_milli, p.num_gpu, tuple(sorted(p.gpu_models))) for p in pods
+        )
+        if not counts:
+            raise ValueError("cannot build a workload mix from no pods")
+        total = sum(counts.values())
+        # Count descending; equal counts in shape order so the mix does not depend on input order.
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept: list[tuple[PodShape, int]] = []
+        cumulative = 0
+        for shape, count in ranked:
+            if cumulative >= popularity * total:
+                break
+            kept.append((shape, count))
+            cumulative += count
+        return cls(shapes=tuple(s for s, _ in kept), probs=tuple(c / cumulative for _, c in kept))
+
+    @classmethod
+    def uniform(cls, shapes: Iterable[PodShape]) -> "WorkloadMix":
+        shapes = tuple(shapes)
+        return cls(shapes=shapes, probs=tuple(1.0 / len(shapes) for _ in shapes))
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def arrays(self, cluster: Cluster) -> MixArrays:
+        return MixArrays(
+            cpu=np.array([s.cpu_milli for s in self.shapes], dtype=np.int64),
+            milli=np.array([s.gpu_milli for s in self.shapes], dtype=np.int32),
+            num=np.array([s.num_gpu for s in self.shapes], dtype=np.int32),
+            mask=np.array([cluster.model_mask(s.gpu_models) for s in self.shapes], dtype=np.int64),
+            prob=np.array(self.probs, dtype=np.float64),
+        )
