@@ -14,6 +14,7 @@ import sys
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("scheduler.simulate_cli", "replay an openb trace with the FGD paper's protocol"),
+    "cluster": ("scheduler.localcluster.cli", "run a local control plane with fake GPU nodes (up|down|status)"),
 }
 
 

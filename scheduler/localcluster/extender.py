@@ -1,0 +1,31 @@
+"""The seam to the gpufleet extender: start ``gpufleet extender`` next to the local cluster when
+that subcommand exists and no ``--extender URL`` names one already running."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from scheduler.localcluster.processes import ProcessSpec
+
+NAME = "gpufleet-extender"
+
+
+def extender_available() -> bool:
+    """Whether this gpufleet has the ``extender`` subcommand."""
+    from scheduler.cli import SUBCOMMANDS
+
+    return "extender" in SUBCOMMANDS
+
+
+def extender_url(port: int) -> str:
+    """The urlPrefix kube-scheduler calls (``urlPrefix/filter``, ``/prioritize``, ``/bind``)."""
+    return f"http://127.0.0.1:{port}"
+
+
+def extender_process(port: int, kubeconfig: Path) -> ProcessSpec:
+    """``gpufleet extender --listen 127.0.0.1:PORT --kubeconfig KUBECONFIG``, with this Python."""
+    return ProcessSpec(NAME, [
+        sys.executable, "-m", "scheduler.cli", "extender",
+        "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig),
+    ])
