@@ -1,7 +1,8 @@
 """Trace replay with the FGD paper's protocol (Weng et al., ATC'23, and its simulator).
 
 1. Shuffle the pods with the seed. 2. Inflate: append pods sampled with replacement from the trace until
-the GPU request would pass ``tune`` x cluster GPU capacity. 3. Schedule one pod at a time, arrival only;
+the GPU request would pass ``tune`` x cluster GPU capacity (or deflate a larger trace by dropping random
+pods). 3. Schedule one pod at a time, arrival only;
 a pod that fits nowhere is dropped. After every pod record allocated and arrived GPU-milli (arrived
 includes failed pods), then discretise as the paper's ``merge_alloc_discrete.py`` does: the allocation at
 arrived X% is the mean over events whose arrived percentage rounds to X (else within X +/- 1).
@@ -55,16 +56,18 @@ class SimulationResult:
 def inflate(pods: Sequence[PodRequest], total_gpu_milli: int, tune: float,
             rng: np.random.Generator) -> list[PodRequest]:
     """Shuffle, then append random trace pods until the next one would push GPU demand past
-    ``tune`` x capacity (the paper's stop test adds the sampled pod's per-GPU milli)."""
+    ``tune`` x capacity (the paper's stop test adds the sampled pod's per-GPU milli), or, for a trace
+    that asks for more than that, remove random pods until it does not."""
     order = rng.permutation(len(pods))
     out = [pods[i] for i in order]
     if tune <= 0:
         return out
     demand = sum(p.total_gpu_milli for p in out)
     target = tune * total_gpu_milli
-    if demand > target:
-        raise ValueError(f"the trace already asks for {demand / total_gpu_milli:.0%} of GPU capacity; "
-                         f"--tune {tune} would have to drop pods, which this simulator does not do")
+    if demand > target:  # a trace that asks for more: drop random pods until it fits the target
+        while demand > target:
+            demand -= out.pop(int(rng.integers(len(out)))).total_gpu_milli
+        return out
     while True:
         pod = pods[int(rng.integers(len(pods)))]
         if demand + pod.gpu_milli > target:

@@ -10,27 +10,30 @@ from scheduler.policies.base import NodeScores, feasible, masked
 NAME = "packing"
 
 
-def packing_score(free: np.ndarray, gpus: int, pod: PodRequest) -> int:
-    """The paper's three tiers: shared GPUs (50..100), free GPUs on a used node (33..50), idle node (<= 33)."""
-    fully_free = int((free[:gpus] == GPU_MILLI).sum())
-    if fully_free == gpus:
-        return max(100 // 3 - fully_free, fully_free)
-    order = sorted(range(gpus), key=lambda i: free[i])  # least free first
-    use = [i for i in order if free[i] >= pod.gpu_milli][: pod.num_gpu]
-    free_used = sum(1 for i in use if free[i] == GPU_MILLI)
-    if free_used:
-        return max(100 // 2 - free_used, 100 // 3)
-    ratio = sum(int(free[i]) * 100 // GPU_MILLI for i in use)
-    return max(100 - ratio // 10, 100 // 2)
-
-
 class PackingPolicy:
+    """The paper's three tiers, from high to low:
+
+    1. the pod fits on an already-shared GPU: 100 - (free % of the GPU it takes) / 10, at least 50;
+    2. it needs fully free GPUs on a node already in use: 50 - free GPUs taken, at least 33;
+    3. the node is idle: 33 - its GPU count, at least its GPU count.
+    The pod takes the least-free GPUs that fit. CPU-only pods score 0 everywhere.
+    """
+
     name = NAME
 
     def score(self, cluster: Cluster, pod: PodRequest) -> NodeScores:
         ok = feasible(cluster, pod)
-        score = np.zeros(len(cluster), dtype=np.float64)
-        if pod.num_gpu > 0:  # CPU-only pods score 0 everywhere
-            for n in np.flatnonzero(ok):
-                score[n] = packing_score(cluster.gpu_free[n], int(cluster.gpu_count[n]), pod)
-        return masked(score, ok)
+        if pod.num_gpu == 0:
+            return masked(np.zeros(len(cluster)), ok)
+        free = cluster.gpu_free.astype(np.int64)
+        fully_free = (free == GPU_MILLI).sum(axis=1)
+        idle_node = np.maximum(100 // 3 - fully_free, fully_free)
+        if pod.is_gpu_share:
+            # The least-free GPU with room: a shared one if any, else a fully free one.
+            tightest = np.where(free >= pod.gpu_milli, free, GPU_MILLI + 1).min(axis=1)
+            used_node = np.where(tightest == GPU_MILLI, max(100 // 2 - 1, 100 // 3),
+                                 np.maximum(100 - (tightest * 100 // GPU_MILLI) // 10, 100 // 2))
+        else:  # whole GPUs: every GPU taken is a fully free one
+            used_node = np.full(len(cluster), max(100 // 2 - pod.num_gpu, 100 // 3))
+        score = np.where(fully_free == cluster.gpu_count, idle_node, used_node)
+        return masked(score.astype(np.float64), ok)
