@@ -1,0 +1,58 @@
+"""The local cluster for end-to-end tests: brought up once per session, torn down at the end.
+
+The binaries come from ``deploy/local/build.sh``'s cache. When they are missing the tests are
+skipped with the command to run, except in CI (``CI=true``), where that is a failure: CI builds
+them first (``.ci/build-k8s.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from scheduler.localcluster.binaries import BUILD_HINT, default_bin_dir, missing_binaries
+from scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
+from scheduler.localcluster.processes import _group_members
+
+#: A small uniform cluster keeps the session fast; tests that need more nodes bring their own.
+TEST_NODES = int(os.environ.get("GPUFLEET_TEST_NODES", "8"))
+
+
+def _require_binaries() -> None:
+    bin_dir = default_bin_dir()
+    missing = missing_binaries(bin_dir)
+    if not missing:
+        return
+    message = f"local-cluster binaries missing in {bin_dir} ({', '.join(missing)}): {BUILD_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
+    """A running cluster of TEST_NODES uniform 8-GPU kwok nodes; yields its ClusterInfo."""
+    _require_binaries()
+    state_dir = tmp_path_factory.mktemp("local-cluster")
+    cluster = LocalCluster(ClusterOptions(state_dir=state_dir, profile="uniform", nodes=TEST_NODES,
+                                          timeout_s=180.0))
+    info = cluster.up()
+    pids = [int((state_dir / "pids" / f"{name}.pid").read_text().split()[0]) for name in cluster.processes.names()]
+    try:
+        yield info
+    finally:
+        cluster.down()
+    leftovers = {pid: _group_members(pid) for pid in pids if _group_members(pid)}
+    assert not leftovers, f"processes left behind after cluster down: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def k8s_api_client(local_cluster: ClusterInfo):
+    """An official ``kubernetes`` ApiClient for the local cluster (admin)."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=local_cluster.kubeconfig)
+    yield api_client
+    api_client.close()
