@@ -15,6 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("scheduler.simulate_cli", "replay an openb trace with the FGD paper's protocol"),
     "cluster": ("scheduler.localcluster.cli", "run a local control plane with fake GPU nodes (up|down|status)"),
+    "agent": ("autoscaler.agent.cli", "run the GPU node agent (NVML or --simulate; gRPC stream + /metrics)"),
 }
 
 
