@@ -30,8 +30,8 @@ TOLERANCE = {"fgd": 0.3}  # pp at 130% arrived; baselines 1.0
 POINTS = ("100", "130")
 
 sys.path.insert(0, str(ROOT.parent))
-from scheduler.policies import PAPER_NAMES, POLICIES  # noqa: E402
-from scheduler.simulate_cli import parse_seeds  # noqa: E402
+from scheduler.policies import PAPER_NAMES, POLICIES
+from scheduler.simulate_cli import parse_seeds
 
 _cache: dict = {}
 
@@ -143,11 +143,11 @@ def render(table: list[dict], results: list[dict], wall: float, args) -> str:
     lines = [
         "# FGD reproduction: gpufleet simulator vs the authors' published results",
         "",
-        f"GPU allocation (% of 6,212 GPUs) at 100% and 130% arrived demand, mean over seeds {seeds} "
-        f"(tune 1.3). `paper` = the authors' cached results; `diff` = ours - paper at 130%; "
-        f"tolerance {TOLERANCE['fgd']} pp for FGD, 1.0 pp for baselines.",
-        f"Reproduce: `python bench/reproduce_fgd.py` ({len(results)} runs, {wall / 60:.1f} min wall on "
-        f"{args.jobs} processes).",
+        (f"GPU allocation (% of 6,212 GPUs) at 100% and 130% arrived demand, mean over seeds {seeds} "
+         f"(tune 1.3). `paper` = the authors' cached results; `diff` = ours - paper at 130%; "
+         f"tolerance {TOLERANCE['fgd']} pp for FGD, 1.0 pp for baselines."),
+        (f"Reproduce: `python bench/reproduce_fgd.py` ({len(results)} runs, {wall / 60:.1f} min wall on "
+         f"{args.jobs} processes)."),
         "",
         "| trace | policy | ours@100 | paper@100 | ours@130 (sd) | paper@130 | diff | ok | s/run |",
         "|---|---|---|---|---|---|---|---|---|",

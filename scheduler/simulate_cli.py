@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                                   seeded_tie_break=not args.index_tie_break)
         started = time.perf_counter()
 
-        def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int, seed: int = seed, started: float = started) -> None:
             rate = done / max(time.perf_counter() - started, 1e-9)
             print(f"\r  {args.policy} seed {seed}: {done}/{total} pods, {rate:,.0f} pods/s, "
                   f"{(total - done) / rate:4.1f} s left", end="", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ class TraceError(ValueError):
 
 def _rows(path: Path, required: tuple[str, ...]):
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below; open errors wrapped)
     except OSError as err:
         raise TraceError(f"reading trace {path}: {err.strerror}") from err
     with handle:

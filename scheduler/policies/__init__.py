@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,7 +21,7 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     clustering.NAME: lambda **_: clustering.ClusteringPolicy(),
     packing.NAME: lambda **_: packing.PackingPolicy(),
     bestfit.NAME: lambda **_: bestfit.BestFitPolicy(),
-    fgd.NAME: lambda mix, options=fgd.FGDOptions(), **_: fgd.FGDPolicy(mix, options),
+    fgd.NAME: lambda mix, options=None, **_: fgd.FGDPolicy(mix, options or fgd.FGDOptions()),
 }
 PAPER_NAMES = dict(zip(POLICIES, ["01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking",
                                   "05-BestFit", "06-FGD"]))
@@ -37,4 +37,4 @@ def make_policy(name: str, mix: WorkloadMix | None = None, rng: np.random.Genera
     return POLICIES[name](mix=mix, rng=rng if rng is not None else np.random.default_rng(0), **options)
 
 
-__all__ = ["POLICIES", "PAPER_NAMES", "NodeScores", "Policy", "choose_gpus", "make_policy", "select_node"]
+__all__ = ["PAPER_NAMES", "POLICIES", "NodeScores", "Policy", "choose_gpus", "make_policy", "select_node"]
