@@ -1,10 +1,10 @@
 """Plain-Python twins of ``scheduler.kernels``, written for clarity, used by differential tests and the
-kernel microbenchmark. They follow the FGD paper's definitions directly (see docs/designs/001-fgd.md)."""
+kernel microbenchmark. They follow the FGD paper's definitions directly (see docs/designs/001-fgd-core.md)."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from scheduler.workload import MixArrays
 
