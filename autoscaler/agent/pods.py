@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from autoscaler.gpu.script import Scenario
-from autoscaler.gpu.simulated import SimulatedNvml
 from autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
+
+if TYPE_CHECKING:
+    from autoscaler.gpu.script import Scenario
+    from autoscaler.gpu.simulated import SimulatedNvml
 
 log = logging.getLogger(__name__)
 

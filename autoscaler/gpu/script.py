@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 UNSUPPORTABLE = frozenset({"utilization", "power", "energy", "temperature", "process_utilization", "mig"})
 _GPU_KEYS = frozenset(
     {"model", "memory_mib", "power_idle_w", "power_max_w", "uuid", "preset", "phases", "loop", "unsupported", "mig"}
@@ -161,11 +159,15 @@ pods:
 
 def builtin_scenario() -> Scenario:
     """The 8-GPU scenario that ``--simulate`` plays without a script."""
+    import yaml  # only the simulator needs YAML; the NVML agent never loads it
+
     return parse_scenario(yaml.safe_load(BUILTIN_SCRIPT), "<builtin>")
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a script file. Raises ScriptError."""
+    import yaml
+
     try:
         text = Path(path).read_text()
     except OSError as err:

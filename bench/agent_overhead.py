@@ -1,0 +1,205 @@
+"""CPU and memory of the GPU node agent sampling simulated GPUs (target: 8 GPUs at 1 Hz <= 1% of a
+core and <= 60 MB RSS).
+
+Starts ``python -m autoscaler.agent --simulate`` as a subprocess for each row, lets it warm up,
+then reads its CPU time and RSS from /proc over ``--seconds``. Rows: each GPU count of ``--gpus``,
+without clients and with one gRPC StreamSamples client plus a Prometheus scrape every 15 s; and a
+floor row: an idle interpreter that only imported grpc and prometheus_client.
+
+    .venv/bin/python bench/agent_overhead.py                 # 8 GPUs, 60 s per row
+    .venv/bin/python bench/agent_overhead.py --seconds 10 --gpus 1,8,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGET_CPU_PERCENT = 1.0
+TARGET_RSS_MB = 60.0
+SCRAPE_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    gpus: int
+    clients: bool
+    cpu_percent: float
+    rss_mb: float
+    peak_rss_mb: float
+    pass_ms: float | None
+    batches_received: int
+
+
+def proc_stats(pid: int) -> tuple[float, float, float]:
+    """(cpu seconds, rss MB, peak rss MB) from /proc; MB = 10^6 bytes, as the target is stated."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return cpu, int(status["VmRSS"].split()[0]) * 1024 / 1e6, int(status["VmHWM"].split()[0]) * 1024 / 1e6
+
+
+def script_for(gpus: int, directory: Path) -> list[str]:
+    """--simulate arguments: the built-in scenario for 8, else its GPUs repeated to ``gpus``."""
+    if gpus == 8:
+        return ["--simulate"]
+    from autoscaler.gpu.script import BUILTIN_SCRIPT
+
+    base = yaml.safe_load(BUILTIN_SCRIPT)
+    data = {"name": f"bench-{gpus}", "gpus": [base["gpus"][i % 8] for i in range(gpus)],
+            "pods": [p for p in base["pods"] if all(int(str(g).split("/")[0]) < gpus for g in p["gpus"])]}
+    path = directory / f"bench-{gpus}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return ["--simulate", str(path)]
+
+
+def start_agent(args: list[str], directory: Path, interval: float) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    ready = directory / f"ready-{time.monotonic_ns()}.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler.agent", *args, "--listen", "127.0.0.1:0", "--metrics-listen",
+         "127.0.0.1:0", "--interval", str(interval), "--ready-file", str(ready)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"starting the agent {args}: it exited with {proc.returncode} or never got ready")
+        time.sleep(0.05)
+    time.sleep(0.1)  # the file is written in one call, but give the writer a moment
+    return proc, json.loads(ready.read_text())
+
+
+class Clients(threading.Thread):
+    """One StreamSamples client, and a /metrics scrape every SCRAPE_EVERY_S."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        import grpc
+
+        from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+
+        self.ports = ports
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc_port']}")
+        self.stream = agent_pb2_grpc.GpuAgentStub(self.channel).StreamSamples(agent_pb2.StreamSamplesRequest())
+        self.received = 0
+        self.stop = threading.Event()
+        self.scraper = threading.Thread(target=self._scrape, daemon=True)
+
+    def run(self) -> None:
+        self.scraper.start()
+        try:
+            for _ in self.stream:
+                self.received += 1
+        except Exception:  # cancelled at the end
+            pass
+
+    def _scrape(self) -> None:
+        while not self.stop.wait(SCRAPE_EVERY_S):
+            urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics_port']}/metrics", timeout=5).read()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.stream.cancel()
+        self.channel.close()
+
+
+def pass_ms(ports: dict[str, int]) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=5).read().decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    count = values.get("gpufleet_agent_sampling_pass_duration_seconds_count", 0)
+    return 1000 * values["gpufleet_agent_sampling_pass_duration_seconds_sum"] / count if count else None
+
+
+def measure(gpus: int, clients: bool, seconds: float, warmup: float, interval: float, directory: Path) -> Row:
+    proc, ports = start_agent(script_for(gpus, directory), directory, interval)
+    client = None
+    try:
+        if clients:
+            client = Clients(ports)
+            client.start()
+        time.sleep(warmup)
+        cpu0, _, _ = proc_stats(proc.pid)
+        t0 = time.monotonic()
+        rss = 0.0
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(1.0, seconds - (time.monotonic() - t0)) if seconds > 0 else 0)
+            _, rss, _ = proc_stats(proc.pid)
+        cpu1, rss, peak = proc_stats(proc.pid)
+        wall = time.monotonic() - t0
+        mean_pass = pass_ms(ports)
+    finally:
+        if client is not None:
+            client.close()
+        proc.terminate()
+        proc.wait(15)
+    label = f"{gpus} GPUs @ {1 / interval:g} Hz" + (", 1 stream + scrape/15 s" if clients else ", no clients")
+    return Row(label, gpus, clients, 100 * (cpu1 - cpu0) / wall, rss, peak, mean_pass,
+               client.received if client else 0)
+
+
+def floor_row(seconds: float) -> Row:
+    code = "import grpc, prometheus_client, time; print('ready', flush=True); time.sleep(3600)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        cpu0, _, _ = proc_stats(proc.pid)
+        time.sleep(min(seconds, 3.0))
+        cpu1, rss, peak = proc_stats(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    return Row("floor: python + grpc + prometheus_client, idle", 0, False, 0.0, rss, peak, None, 0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measurement window per row (default 60)")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--gpus", default="8", help="comma-separated GPU counts (default 8)")
+    parser.add_argument("--interval", type=float, default=1.0, help="sampling period, s (default 1)")
+    parser.add_argument("--no-clients-only", action="store_true", help="skip the rows with a stream client")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="gpufleet-bench-") as tmp:
+        rows.append(floor_row(args.seconds))
+        for gpus in (int(g) for g in args.gpus.split(",")):
+            for clients in ((False,) if args.no_clients_only else (False, True)):
+                rows.append(measure(gpus, clients, args.seconds, args.warmup, args.interval, Path(tmp)))
+                print(f"  measured {rows[-1].label}", file=sys.stderr, flush=True)
+    print(f"\nagent overhead, {args.seconds:g} s per row, python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    header = f"{'configuration':52s} {'CPU % core':>10s} {'RSS MB':>8s} {'peak MB':>8s} {'pass ms':>8s} {'batches':>8s}  target"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        verdict = ""
+        if r.gpus == 8 and abs(args.interval - 1.0) < 1e-9:
+            ok = r.cpu_percent <= TARGET_CPU_PERCENT and r.peak_rss_mb <= TARGET_RSS_MB
+            verdict = "PASS" if ok else "FAIL"
+            verdict += f" (<= {TARGET_CPU_PERCENT:g}% core, <= {TARGET_RSS_MB:g} MB)"
+        pass_text = "-" if r.pass_ms is None else f"{r.pass_ms:.3f}"
+        print(f"{r.label:52s} {r.cpu_percent:10.3f} {r.rss_mb:8.1f} {r.peak_rss_mb:8.1f} {pass_text:>8s} "
+              f"{r.batches_received:8d}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
