@@ -33,7 +33,7 @@ STATE_FILE = "cluster.json"
 DEFAULT_UNIFORM_NODES = 16
 OPENB_NODE_LIST = Path("bench/data/alibaba-gpu-v2023/openb_node_list_gpu_node.csv")
 SCHEDULER_CONFIG_TEMPLATE = Path("deploy/scheduler/kube-scheduler-config.yaml")
-KWOK_STAGES = Path("deploy/local/kwok/stages.yaml")
+KWOK_CONFIG = Path("deploy/local/kwok/kwok-config.yaml")
 
 
 class ClusterError(RuntimeError):
@@ -213,7 +213,7 @@ class LocalCluster:
         processes.start(components.kube_controller_manager(binaries, paths, ports, pki))
         processes.start(components.kube_scheduler(binaries, paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE,
                                                   extender_url))
-        processes.start(components.kwok(binaries, paths, ports, repo_root / KWOK_STAGES))
+        processes.start(components.kwok(binaries, paths, ports, repo_root / KWOK_CONFIG))
         insecure = readiness.insecure_ssl_context()
         for name, port in (("kube-controller-manager", ports.controller_manager),
                            ("kube-scheduler", ports.scheduler)):

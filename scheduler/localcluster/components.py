@@ -24,6 +24,8 @@ LOOPBACK = "127.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 #: Fake pod and node addresses kwok writes into status; loopback, so nothing is ever sent elsewhere.
 KWOK_POD_CIDR = "127.64.0.0/10"
+#: Lease duration of the fake nodes, in seconds.
+NODE_LEASE_SECONDS = 120
 
 
 class ConfigFileError(RuntimeError):
@@ -106,6 +108,13 @@ def kube_apiserver(binaries: Binaries, paths: Paths, ports: Ports, pki: Pki) -> 
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=RBAC",
+        # No front proxy here; naming a CA (and a CN no certificate has) keeps the components'
+        # delegated authentication from logging a missing requestheader CA bundle all day.
+        f"--requestheader-client-ca-file={pki.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         "--allow-privileged=true",
         # The master endpoint reconciler would write 127.0.0.1 into the `kubernetes` Endpoints,
         # which validation refuses (loopback); nothing in this cluster needs that Service routed.
@@ -135,6 +144,8 @@ def kube_controller_manager(binaries: Binaries, paths: Paths, ports: Ports, pki:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--kube-api-qps=200",
         "--kube-api-burst=400",
+        # Longer than kwok's lease, so fake nodes stay Ready between renewals.
+        f"--node-monitor-grace-period={NODE_LEASE_SECONDS + 60}s",
         "--profiling=false",
     ])
 
@@ -179,17 +190,18 @@ def kube_scheduler(binaries: Binaries, paths: Paths, ports: Ports, template: Pat
     ])
 
 
-def kwok(binaries: Binaries, paths: Paths, ports: Ports, stages: Path) -> ProcessSpec:
-    if not stages.is_file():
-        raise ConfigFileError(f"kwok stages file {stages} is missing; restore deploy/local/kwok/stages.yaml")
+def kwok(binaries: Binaries, paths: Paths, ports: Ports, config: Path) -> ProcessSpec:
+    if not config.is_file():
+        raise ConfigFileError(f"kwok config {config} is missing; restore deploy/local/kwok/kwok-config.yaml")
     return ProcessSpec("kwok", [
         str(binaries.kwok),
         f"--kubeconfig={paths.admin_kubeconfig}",
-        f"--config={stages}",
+        f"--config={config}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_ANNOTATION_VALUE}",
         f"--node-ip={LOOPBACK}",
         f"--cidr={KWOK_POD_CIDR}",
-        "--node-lease-duration-seconds=40",
+        # kwok renews each node's Lease every duration/4: 120 s keeps 1,213 nodes at ~40 writes/s.
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
         f"--server-address={LOOPBACK}:{ports.kwok}",
     ])

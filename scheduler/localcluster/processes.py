@@ -90,7 +90,7 @@ class ProcessGroup:
         if self.running(spec.name):
             raise ProcessError(f"{spec.name} is already running (pid file {self._pid_file(spec.name)}); "
                                "run `gpufleet cluster down` first")
-        with open(self.log_path(spec.name), "ab") as log_file:
+        with open(self.log_path(spec.name), "wb") as log_file:  # a fresh log per start
             try:
                 child = subprocess.Popen(
                     list(spec.argv), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,

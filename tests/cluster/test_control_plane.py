@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -146,7 +147,11 @@ def test_every_manifest_under_deploy_is_accepted_by_a_server_side_dry_run(k8s_ap
         except ApiException as err:
             if err.status == 409 and dry_run is None:
                 return
-            failures.append(f"{label}: {err.status} {err.reason}: {err.body}")
+            try:
+                message = json.loads(err.body)["message"]
+            except (TypeError, ValueError, KeyError):
+                message = err.body
+            failures.append(f"{label}: {err.status} {err.reason}: {message}")
         except Exception as err:  # noqa: BLE001 - unknown kinds etc. are reported per document
             failures.append(f"{label}: {type(err).__name__}: {err}")
 

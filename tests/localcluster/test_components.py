@@ -10,7 +10,7 @@ from scheduler.localcluster.binaries import Binaries
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "scheduler" / "kube-scheduler-config.yaml"
-STAGES = REPO / "deploy" / "local" / "kwok" / "stages.yaml"
+KWOK_CONFIG = REPO / "deploy" / "local" / "kwok" / "kwok-config.yaml"
 
 
 def test_the_shared_scheduler_config_has_the_gpufleet_profile_and_extender_contract():
@@ -45,7 +45,9 @@ def test_a_broken_template_is_reported_with_its_path(tmp_path):
 
 
 def test_kwok_stages_move_nodes_to_ready_and_pods_to_running_and_done():
-    names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(STAGES.read_text()) if doc]
+    documents = [doc for doc in yaml.safe_load_all(KWOK_CONFIG.read_text()) if doc]
+    assert documents[0]["kind"] == "KwokConfiguration"
+    names = [doc["metadata"]["name"] for doc in documents if doc["kind"] == "Stage"]
     assert names == ["node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete",
                      "pod-complete-after-delay", "pod-delete"]
 
@@ -60,7 +62,7 @@ def test_every_component_listens_on_loopback_only(tmp_path):
     specs = [components.etcd(binaries, paths, ports), components.kube_apiserver(binaries, paths, ports, pki),
              components.kube_controller_manager(binaries, paths, ports, pki),
              components.kube_scheduler(binaries, paths, ports, TEMPLATE, None),
-             components.kwok(binaries, paths, ports, STAGES)]
+             components.kwok(binaries, paths, ports, KWOK_CONFIG)]
     for spec in specs:
         for arg in spec.argv:
             for word in ("0.0.0.0", "localhost"):
