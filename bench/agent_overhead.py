@@ -103,11 +103,14 @@ class Clients(threading.Thread):
 
     def run(self) -> None:
         self.scraper.start()
+        import grpc
+
         try:
             for _ in self.stream:
                 self.received += 1
-        except Exception:  # cancelled at the end
-            pass
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:  # cancelled by close() is the normal end
+                print(f"  stream failed: {err.code()} {err.details()}", file=sys.stderr)
 
     def _scrape(self) -> None:
         while not self.stop.wait(SCRAPE_EVERY_S):
@@ -161,9 +164,8 @@ def floor_row(seconds: float) -> Row:
     try:
         assert proc.stdout is not None
         proc.stdout.readline()
-        cpu0, _, _ = proc_stats(proc.pid)
         time.sleep(min(seconds, 3.0))
-        cpu1, rss, peak = proc_stats(proc.pid)
+        _, rss, peak = proc_stats(proc.pid)
     finally:
         proc.kill()
         proc.wait()

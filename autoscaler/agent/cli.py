@@ -14,10 +14,17 @@ import logging
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoscaler.agent.config import DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN
 from autoscaler.kubelet.podresources import DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from autoscaler.agent.config import AgentConfig
+    from autoscaler.agent.pods import PodSource
+    from autoscaler.gpu.backend import OpenedBackend
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +121,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pod_source(config, backend, explicit_socket: bool):  # type: ignore[no-untyped-def]
+def _pod_source(config: AgentConfig, backend: OpenedBackend, explicit_socket: bool) -> PodSource:
     from autoscaler.agent.pods import KubeletPodSource, NoPodSource, StaticPodSource
     from autoscaler.kubelet.podresources import PodResourcesClient
 
     if config.pod_resources_socket is None:
         return NoPodSource()
-    if backend.simulator is not None and not explicit_socket:
+    if backend.simulator is not None and backend.scenario is not None and not explicit_socket:
         return StaticPodSource(backend.scenario, backend.simulator)
     if not os.path.exists(config.pod_resources_socket):
         log.warning("kubelet pod-resources socket not found path=%s; GPUs will be reported without pods "
@@ -128,9 +135,8 @@ def _pod_source(config, backend, explicit_socket: bool):  # type: ignore[no-unty
     return KubeletPodSource(PodResourcesClient(config.pod_resources_socket))
 
 
-def _stop_on_signals():  # type: ignore[no-untyped-def]
+def _stop_on_signals() -> threading.Event:
     import signal
-    import threading
 
     stop = threading.Event()
 

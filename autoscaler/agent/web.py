@@ -75,7 +75,9 @@ class WebServer:
             self._server = _Server((host, port), registry, health)
         except OSError as err:
             raise WebServerError(f"listening for HTTP on {host}:{port}: {err}") from err
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gpufleet-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="gpufleet-http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -20,8 +20,9 @@ utilisation is not asked at all while the device utilisation is 0 (NVML would an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pynvml
 

@@ -10,7 +10,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent import futures
-from typing import Any
+from typing import Any, Self
 
 import grpc
 
@@ -46,7 +46,7 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> FakeKubelet:
+    def start(self) -> Self:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         api_pb2_grpc.add_PodResourcesListerServicer_to_server(self, server)
         if server.add_insecure_port(f"unix:{self.socket_path}") == 0:
@@ -60,7 +60,7 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
             self._server.stop(grace=None).wait()
             self._server = None
 
-    def __enter__(self) -> FakeKubelet:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from autoscaler.gpu.script import BUILTIN_SCRIPT, PRESETS, ScriptError, builtin_scenario, load_scenario, parse_scenario
+from autoscaler.gpu.script import (
+    BUILTIN_SCRIPT,
+    PRESETS,
+    ScriptError,
+    builtin_scenario,
+    load_scenario,
+    parse_scenario,
+)
 
 
 def test_the_builtin_scenario_has_eight_gpus_some_busy_some_idle_and_one_lost_later() -> None:
