@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-GPU check of the gpufleet agent. Run from the repository root on a machine with an NVIDIA GPU:
 #
-#   bench/gpu_check/run.sh            # writes bench/out/gpu_check/gpu_check.json (+ agent.log)
+#   bench/gpu_check/run.sh            # writes bench/out/gpu_check/{gpu_check,footprint}.json, agent.log
 #   OUT=/some/dir bench/gpu_check/run.sh
 #
 # Needs no network. Uses the system python3 (PYTHON=... to choose another); if a .whl/ folder of
@@ -40,4 +40,8 @@ echo "== check"
 PYTHONUNBUFFERED=1 "$PY" bench/gpu_check/check.py --out "$OUT_DIR/gpu_check.json" "$@"
 status=$?
 echo "== wrote $OUT_DIR/gpu_check.json (exit $status)"
+
+echo "== footprint (RSS by stage; agent CPU and RSS at 1 Hz, no clients)"
+PYTHONUNBUFFERED=1 "$PY" bench/gpu_check/footprint.py --out "$OUT_DIR/footprint.json" \
+  ${FOOTPRINT_SECONDS:+--seconds "$FOOTPRINT_SECONDS"} || status=1
 exit $status
