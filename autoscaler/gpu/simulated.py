@@ -44,7 +44,7 @@ class SimulatedNvml:
         self.scenario = scenario
         self.calls: Counter[str] = Counter()
         self._clock = clock or SystemClock()
-        self._initialised = False
+        self._init_count = 0
         self._t0 = 0.0
         self._injected: dict[str, deque[pynvml.NVMLError]] = {}
         gpus = scenario.gpus
@@ -75,12 +75,16 @@ class SimulatedNvml:
 
     # -- the simulated world ---------------------------------------------------------------------
 
+    @property
+    def _initialised(self) -> bool:
+        return self._init_count > 0
+
     def _enter(self, op: str, handle: SimHandle | None = None, feature: str | None = None) -> GpuScript | None:
         self.calls[op] += 1
         queue = self._injected.get(op)
         if queue:
             raise queue.popleft()
-        if not self._initialised and op != "nvmlInit":
+        if not self._initialised and op != "nvmlInit":  # NVML: Uninitialized before init
             raise pynvml.NVMLError_Uninitialized()
         if handle is None:
             return None
@@ -127,12 +131,12 @@ class SimulatedNvml:
     def nvmlInit(self) -> None:
         self._enter("nvmlInit")
         if not self._initialised:
-            self._initialised = True
             self._t0 = self._clock.monotonic()
+        self._init_count += 1  # NVML counts inits; each needs its shutdown
 
     def nvmlShutdown(self) -> None:
         self._enter("nvmlShutdown")
-        self._initialised = False
+        self._init_count -= 1
 
     def nvmlSystemGetDriverVersion(self) -> str:
         self._enter("nvmlSystemGetDriverVersion")

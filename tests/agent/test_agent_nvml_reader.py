@@ -205,3 +205,13 @@ def test_open_backend_plays_the_builtin_scenario_only_when_asked(clock: FakeCloc
     assert backend.info.backend == "simulated" and backend.simulator is not None
     assert len(backend.reader.devices()) == 8
     backend.reader.close()
+
+
+def test_the_simulator_counts_inits_like_nvml(sim: SimulatedNvml) -> None:
+    sim.nvmlInit()
+    sim.nvmlInit()
+    sim.nvmlShutdown()
+    assert sim.nvmlDeviceGetCount() == 8  # one init still open
+    sim.nvmlShutdown()
+    with pytest.raises(pynvml.NVMLError_Uninitialized):
+        sim.nvmlDeviceGetCount()
