@@ -21,7 +21,7 @@ from pathlib import Path
 
 from scheduler.localcluster import components, extender, readiness
 from scheduler.localcluster.binaries import Binaries, find_binaries
-from scheduler.localcluster.certs import ADMIN, CONTROLLER_MANAGER, SCHEDULER, write_pki
+from scheduler.localcluster.certs import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki, write_pki
 from scheduler.localcluster.kubeconfig import write_kubeconfig
 from scheduler.localcluster.nodes import NodeSpec, openb_nodes, uniform_nodes
 from scheduler.localcluster.processes import ProcessError, ProcessGroup
@@ -301,6 +301,53 @@ class LocalCluster:
         if purge:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
+
+    # ---- one component at a time (benchmarks and failure tests) -------------------------------
+
+    def _running_info(self) -> ClusterInfo:
+        info = read_info(self.state_dir)
+        if info is None:
+            raise ClusterError(f"no running cluster in {self.state_dir}; run `gpufleet cluster up` first")
+        return info
+
+    def stop_component(self, name: str) -> None:
+        """Stop one process (e.g. ``kube-scheduler`` to queue pods before a throughput run, or the
+        extender to test ``ignorable``); :meth:`start_component` brings it back."""
+        self._running_info()
+        self.processes.stop(name)
+
+    def start_component(self, name: str) -> None:
+        """Start one stopped component again with the ports and files of the running cluster, and
+        wait until it is healthy (scheduler, controller manager) or listening (extender)."""
+        info = self._running_info()
+        binaries = find_binaries(Path(info.bin_dir))
+        port_fields = components.Ports.__dataclass_fields__
+        ports = components.Ports(**{k: v for k, v in info.ports.items() if k in port_fields})
+        pki = Pki(self.paths.pki_dir)
+        repo_root = find_repo_root()
+        specs = {
+            "kube-controller-manager": lambda: components.kube_controller_manager(binaries, self.paths, ports, pki),
+            "kube-scheduler": lambda: components.kube_scheduler(
+                binaries, self.paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE, info.extender_url),
+            "kwok": lambda: components.kwok(binaries, self.paths, ports, repo_root / KWOK_CONFIG),
+            extender.NAME: lambda: extender.extender_process(info.ports["extender"], self.paths.admin_kubeconfig),
+        }
+        if name not in specs or (name == extender.NAME and "extender" not in info.ports):
+            raise ClusterError(f"cannot restart {name!r}; restartable: {', '.join(sorted(specs))}"
+                               " (the extender only when `cluster up` started it)")
+        self.processes.start(specs[name]())
+        health_port = {"kube-controller-manager": ports.controller_manager, "kube-scheduler": ports.scheduler}
+        if name in health_port:
+            probe = readiness.http_ok(f"https://{components.LOOPBACK}:{health_port[name]}/healthz",
+                                      readiness.insecure_ssl_context())
+        elif name == extender.NAME:
+            def probe() -> bool:
+                return _listening(info.ports["extender"])
+        else:
+            def probe() -> bool:
+                return True
+        readiness.wait_until(f"{name} after restart", probe, self.options.timeout_s,
+                             check_alive=lambda: self.processes.check(name))
 
     def status(self) -> dict[str, dict[str, object]]:
         """Per recorded process: running or not, and resident memory in MiB."""

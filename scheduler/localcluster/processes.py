@@ -19,6 +19,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: Children of this Python process by pid, whichever ProcessGroup started them, so any group
+#: object can reap them (no zombies, no "still running" warnings when a Popen is collected).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
 
 class ProcessError(RuntimeError):
     """A process could not be started, or died while the cluster was coming up."""
@@ -78,7 +82,6 @@ class ProcessGroup:
         self.state_dir = state_dir
         self.pid_dir = state_dir / "pids"
         self.log_dir = state_dir / "logs"
-        self._children: dict[str, subprocess.Popen] = {}
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -100,7 +103,7 @@ class ProcessGroup:
                 raise ProcessError(f"starting {spec.name} ({spec.argv[0]}): {err}") from err
         start_time = _start_time(child.pid) or "0"
         self._pid_file(spec.name).write_text(f"{child.pid} {start_time}\n")
-        self._children[spec.name] = child
+        _CHILDREN[child.pid] = child
         log.info("started name=%s pid=%d log=%s", spec.name, child.pid, self.log_path(spec.name))
         return child
 
@@ -121,9 +124,13 @@ class ProcessGroup:
         files = sorted(self.pid_dir.glob("*.pid"), key=lambda p: p.stat().st_mtime_ns)
         return [p.stem for p in files]
 
+    def _child(self, name: str) -> subprocess.Popen | None:
+        recorded = self._recorded(name)
+        return None if recorded is None else _CHILDREN.get(recorded[0])
+
     def running(self, name: str) -> bool:
         """Whether the process recorded under ``name`` is alive (and is the one we started)."""
-        child = self._children.get(name)
+        child = self._child(name)
         if child is not None and child.poll() is not None:
             return False
         recorded = self._recorded(name)
@@ -135,7 +142,7 @@ class ProcessGroup:
     def check(self, name: str) -> None:
         """Raise with the end of its log if the process has exited."""
         if not self.running(name):
-            child = self._children.get(name)
+            child = self._child(name)
             code = f" with exit code {child.returncode}" if child is not None else ""
             raise ProcessError(
                 f"{name} exited{code}; end of {self.log_path(name)}:\n{tail(self.log_path(name))}"
@@ -159,14 +166,17 @@ class ProcessGroup:
                     while self._group_alive(name, pid):
                         time.sleep(0.05)
                 log.info("stopped name=%s pid=%d", name, pid)
-        self._children.pop(name, None)
+        if recorded is not None:
+            child = _CHILDREN.pop(recorded[0], None)
+            if child is not None:
+                child.poll()
         self._pid_file(name).unlink(missing_ok=True)
 
     def _group_alive(self, name: str, pid: int) -> bool:
         return self._alive(name, pid) or bool(_group_members(pid))
 
     def _alive(self, name: str, pid: int) -> bool:
-        child = self._children.get(name)
+        child = _CHILDREN.get(pid)
         if child is not None:
             return child.poll() is None
         return _start_time(pid) is not None

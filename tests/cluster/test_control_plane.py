@@ -165,3 +165,20 @@ def test_every_manifest_under_deploy_is_accepted_by_a_server_side_dry_run(k8s_ap
         if (label, document) not in first:
             create(label, document, "All")
     assert not failures, "\n".join(failures)
+
+
+def test_a_stopped_scheduler_leaves_pods_pending_until_it_is_started_again(k8s_api_client, local_cluster, namespace):
+    from kubernetes import client
+
+    from scheduler.localcluster.cluster import ClusterOptions, LocalCluster
+
+    cluster = LocalCluster(ClusterOptions(state_dir=Path(local_cluster.state_dir)))
+    core = client.CoreV1Api(k8s_api_client)
+    cluster.stop_component("kube-scheduler")
+    try:
+        core.create_namespaced_pod(namespace, _pod("queued", gpus=1))
+        time.sleep(2)
+        assert core.read_namespaced_pod("queued", namespace).spec.node_name is None
+    finally:
+        cluster.start_component("kube-scheduler")
+    _wait(lambda: core.read_namespaced_pod("queued", namespace).spec.node_name)
