@@ -148,6 +148,10 @@ def render(table: list[dict], results: list[dict], wall: float, args) -> str:
          f"tolerance {TOLERANCE['fgd']} pp for FGD, 1.0 pp for baselines."),
         (f"Reproduce: `python bench/reproduce_fgd.py` ({len(results)} runs, {wall / 60:.1f} min wall on "
          f"{args.jobs} processes)."),
+        ("Each run writes this table, the per-seed curves in the authors' layout "
+         "(`analysis_allo_discrete.csv`) and the paper's Fig. 9a (`fig9a_default.png`) to `--out`; the "
+         "committed copies are `bench/RESULTS.md`, `bench/results_allo_discrete.csv`, "
+         "`bench/fig9a_default.png`."),
         "",
         "| trace | policy | ours@100 | paper@100 | ours@130 (sd) | paper@130 | diff | ok | s/run |",
         "|---|---|---|---|---|---|---|---|---|",
