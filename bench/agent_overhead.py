@@ -41,17 +41,19 @@ class Row:
     clients: bool
     cpu_percent: float
     rss_mb: float
+    anon_mb: float
     peak_rss_mb: float
     pass_ms: float | None
     batches_received: int
 
 
-def proc_stats(pid: int) -> tuple[float, float, float]:
-    """(cpu seconds, rss MB, peak rss MB) from /proc; MB = 10^6 bytes, as the target is stated."""
+def proc_stats(pid: int) -> tuple[float, float, float, float]:
+    """(cpu seconds, rss MB, peak rss MB, anonymous rss MB) from /proc; MB = 10^6 bytes."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return cpu, int(status["VmRSS"].split()[0]) * 1024 / 1e6, int(status["VmHWM"].split()[0]) * 1024 / 1e6
+    return (cpu, int(status["VmRSS"].split()[0]) * 1024 / 1e6, int(status["VmHWM"].split()[0]) * 1024 / 1e6,
+            int(status["RssAnon"].split()[0]) * 1024 / 1e6)
 
 
 def script_for(gpus: int, directory: Path) -> list[str]:
@@ -139,13 +141,11 @@ def measure(gpus: int, clients: bool, seconds: float, warmup: float, interval: f
             client = Clients(ports)
             client.start()
         time.sleep(warmup)
-        cpu0, _, _ = proc_stats(proc.pid)
+        cpu0, *_ = proc_stats(proc.pid)
         t0 = time.monotonic()
-        rss = 0.0
         while time.monotonic() - t0 < seconds:
-            time.sleep(min(1.0, seconds - (time.monotonic() - t0)) if seconds > 0 else 0)
-            _, rss, _ = proc_stats(proc.pid)
-        cpu1, rss, peak = proc_stats(proc.pid)
+            time.sleep(max(0.0, min(1.0, seconds - (time.monotonic() - t0))))
+        cpu1, rss, peak, anon = proc_stats(proc.pid)
         wall = time.monotonic() - t0
         mean_pass = pass_ms(ports)
     finally:
@@ -154,7 +154,7 @@ def measure(gpus: int, clients: bool, seconds: float, warmup: float, interval: f
         proc.terminate()
         proc.wait(15)
     label = f"{gpus} GPUs @ {1 / interval:g} Hz" + (", 1 stream + scrape/15 s" if clients else ", no clients")
-    return Row(label, gpus, clients, 100 * (cpu1 - cpu0) / wall, rss, peak, mean_pass,
+    return Row(label, gpus, clients, 100 * (cpu1 - cpu0) / wall, rss, anon, peak, mean_pass,
                client.received if client else 0)
 
 
@@ -165,11 +165,11 @@ def floor_row(seconds: float) -> Row:
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(min(seconds, 3.0))
-        _, rss, peak = proc_stats(proc.pid)
+        _, rss, peak, anon = proc_stats(proc.pid)
     finally:
         proc.kill()
         proc.wait()
-    return Row("floor: python + grpc + prometheus_client, idle", 0, False, 0.0, rss, peak, None, 0)
+    return Row("floor: python + grpc + prometheus_client, idle", 0, False, 0.0, rss, anon, peak, None, 0)
 
 
 def main() -> int:
@@ -188,7 +188,8 @@ def main() -> int:
                 rows.append(measure(gpus, clients, args.seconds, args.warmup, args.interval, Path(tmp)))
                 print(f"  measured {rows[-1].label}", file=sys.stderr, flush=True)
     print(f"\nagent overhead, {args.seconds:g} s per row, python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    header = f"{'configuration':52s} {'CPU % core':>10s} {'RSS MB':>8s} {'peak MB':>8s} {'pass ms':>8s} {'batches':>8s}  target"
+    header = (f"{'configuration':52s} {'CPU % core':>10s} {'RSS MB':>8s} {'anon MB':>8s} {'peak MB':>8s} "
+              f"{'pass ms':>8s} {'batches':>8s}  target")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -198,7 +199,8 @@ def main() -> int:
             verdict = "PASS" if ok else "FAIL"
             verdict += f" (<= {TARGET_CPU_PERCENT:g}% core, <= {TARGET_RSS_MB:g} MB)"
         pass_text = "-" if r.pass_ms is None else f"{r.pass_ms:.3f}"
-        print(f"{r.label:52s} {r.cpu_percent:10.3f} {r.rss_mb:8.1f} {r.peak_rss_mb:8.1f} {pass_text:>8s} "
+        print(f"{r.label:52s} {r.cpu_percent:10.3f} {r.rss_mb:8.1f} {r.anon_mb:8.1f} {r.peak_rss_mb:8.1f} "
+              f"{pass_text:>8s} "
               f"{r.batches_received:8d}  {verdict}")
     return 0
 

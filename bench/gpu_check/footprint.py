@@ -4,7 +4,7 @@
    + nvmlInit, + the agent's reader opened and 10 passes, + the whole agent module graph;
 2. the agent itself (``python -m autoscaler.agent``, NVML, 1 Hz, no clients) for ``--seconds``:
    CPU % of a core, RSS, and the mean sampling pass from its own histogram; once with the default
-   environment and once with MALLOC_ARENA_MAX=2 (as in deploy/agent/daemonset.yaml).
+   environment and once with MALLOC_ARENA_MAX=2 (fewer glibc arenas; it made no difference here).
 
 Writes ``--out`` (JSON) and prints a table. With ``--simulate`` it runs against the simulated GPUs.
 """
@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 STAGES = r"""
 import json, sys
 def rss():
+    values = {}
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
+        if line.startswith(("VmRSS", "RssAnon")):
+            values[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
+    return values
 out = [("bare interpreter", rss())]
 import grpc, google.protobuf, prometheus_client
 out.append(("+ grpc, protobuf, prometheus_client", rss()))
@@ -58,13 +60,13 @@ print(json.dumps(out))
 """
 
 
-def proc_stats(pid: int) -> tuple[float, float, float, int]:
-    """(cpu seconds, rss MiB, peak rss MiB, threads)."""
+def proc_stats(pid: int) -> tuple[float, float, float, int, float]:
+    """(cpu seconds, rss MiB, peak rss MiB, threads, anonymous rss MiB)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return (cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024,
-            int(status["Threads"]))
+            int(status["Threads"]), int(status["RssAnon"].split()[0]) / 1024)
 
 
 def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir: Path) -> dict[str, Any]:
@@ -82,10 +84,10 @@ def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir
             time.sleep(0.05)
         port = json.loads(ready.read_text())["metrics_port"]
         time.sleep(3)
-        cpu0, _, _, _ = proc_stats(proc.pid)
+        cpu0, *_ = proc_stats(proc.pid)
         t0 = time.monotonic()
         time.sleep(seconds)
-        cpu1, rss, peak, threads = proc_stats(proc.pid)
+        cpu1, rss, peak, threads, anon = proc_stats(proc.pid)
         wall = time.monotonic() - t0
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         values = {}
@@ -95,7 +97,7 @@ def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir
                 values[name] = float(value)
         count = values.get("gpufleet_agent_sampling_pass_duration_seconds_count", 0)
         mean_ms = 1000 * values.get("gpufleet_agent_sampling_pass_duration_seconds_sum", 0) / count if count else None
-        return {"env": extra_env, "cpu_percent_of_core": 100 * (cpu1 - cpu0) / wall, "rss_mib": rss,
+        return {"env": extra_env, "cpu_percent_of_core": 100 * (cpu1 - cpu0) / wall, "rss_mib": rss, "rss_anon_mib": anon,
                 "peak_rss_mib": peak, "threads": threads, "mean_pass_ms": mean_ms, "passes": count,
                 "seconds": wall}
     finally:
@@ -120,7 +122,7 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(report, indent=1))
     print("RSS after each stage (MiB):")
     for name, mib in report["stages_mib"] if isinstance(report["stages_mib"], list) else []:
-        print(f"  {name:45s} {mib:7.1f}")
+        print(f"  {name:45s} rss {mib['VmRSS']:7.1f}  anon {mib['RssAnon']:7.1f}")
     print("agent, 1 Hz, no clients:")
     for run in report["runs"]:
         print("  " + json.dumps(run))
