@@ -32,9 +32,14 @@ def _require_binaries() -> None:
 
 
 @pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterInfo]:
-    """A running cluster of TEST_NODES uniform 8-GPU kwok nodes; yields its ClusterInfo."""
+def cluster_binaries() -> None:
+    """For tests that bring up a cluster of their own: skip, or fail in CI, without the binaries."""
     _require_binaries()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_binaries: None) -> Iterator[ClusterInfo]:
+    """A running cluster of TEST_NODES uniform 8-GPU kwok nodes; yields its ClusterInfo."""
     state_dir = tmp_path_factory.mktemp("local-cluster")
     cluster = LocalCluster(ClusterOptions(state_dir=state_dir, profile="uniform", nodes=TEST_NODES,
                                           timeout_s=180.0))
