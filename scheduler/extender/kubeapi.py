@@ -1,0 +1,180 @@
+"""The Kubernetes API as the extender uses it, behind small protocols so tests use recording fakes.
+
+``KubeAPI`` is what the informers need (paginated list and watch of nodes, pods and namespaces) plus
+what bind and events need (read a pod, post a Binding, post an Event). ``KubernetesAPI`` implements
+it with the official ``kubernetes`` client's transport (auth, TLS, kubeconfig or in-cluster config),
+sending and reading raw JSON: the generated models cost about a millisecond per pod to build and
+would drop fields the extender reads. Every failure surfaces as ``KubeAPIError`` (``WatchExpired``
+for 410 Gone, ``BindConflict`` for 409 on a Binding).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
+
+log = logging.getLogger(__name__)
+
+PATHS = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods", "namespaces": "/api/v1/namespaces"}
+LIST_PAGE = 500
+
+
+class KubeAPI(Protocol):
+    def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``resource`` and the list's resourceVersion."""
+        ...
+
+    def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events after ``resource_version``: ADDED, MODIFIED, DELETED, BOOKMARK."""
+        ...
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None: ...
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+
+def binding_body(namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> dict[str, Any]:
+    """A v1 Binding. The API server copies its annotations onto the pod in the same write that sets
+    ``spec.nodeName``, and checks ``metadata.uid`` so a pod recreated under the same name is not bound."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if uid:
+        meta["uid"] = uid
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+
+
+class KubernetesAPI:
+    def __init__(self, api_client: Any, request_timeout_s: float = 30.0) -> None:
+        self._client = api_client
+        self._timeout = request_timeout_s
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None) -> KubernetesAPI:
+        """From a kubeconfig file, else the pod's service account (in-cluster)."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            if kubeconfig:
+                api_client = config.new_client_from_config(config_file=kubeconfig)
+            else:
+                cfg = client.Configuration()
+                config.load_incluster_config(client_configuration=cfg)
+                api_client = client.ApiClient(cfg)
+        except (ConfigException, OSError, ValueError) as err:
+            where = kubeconfig or "the in-cluster service account"
+            raise KubeAPIError(f"loading Kubernetes credentials from {where}: {err}") from err
+        api_client.user_agent = "gpufleet-extender"
+        return cls(api_client)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+              timeout: Any = None) -> Any:
+        """One request; returns the urllib3 response (2xx) or raises KubeAPIError."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            request = self._client.param_serialize(method=method, resource_path=path, query_params=query or {},
+                                                   header_params=headers, body=body, auth_settings=["BearerToken"])
+            response = self._client.call_api(*request, _request_timeout=timeout or self._timeout).response
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
+            raise KubeAPIError(f"{method} {path}: {err}") from err
+        if 200 <= response.status < 300:
+            return response
+        text = response.data.decode("utf-8", "replace")[:500]
+        response.release_conn()
+        status = response.status
+        if status == 410:
+            raise WatchExpired(f"{method} {path}: 410 Gone: {text}", status)
+        raise KubeAPIError(f"{method} {path}: {status} {response.reason}: {text}", status)
+
+    def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
+        response = self._call(method, path, query, body)
+        try:
+            return json.loads(response.data)
+        except ValueError as err:
+            raise KubeAPIError(f"{method} {path}: reply is not JSON: {err}") from err
+
+    def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": LIST_PAGE}
+        while True:
+            doc = self._json("GET", PATHS[resource], query)
+            items.extend(doc.get("items") or [])
+            meta = doc.get("metadata") or {}
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion") or "")
+            query = {"limit": LIST_PAGE, "continue": meta["continue"]}
+
+    def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
+                 "timeoutSeconds": timeout_s}
+        response = self._call("GET", PATHS[resource], query, timeout=(10.0, timeout_s + 30.0))
+        try:
+            for line in _lines(response):
+                try:
+                    event = json.loads(line)
+                except ValueError as err:
+                    raise KubeAPIError(f"watch {resource}: unreadable event: {err}") from err
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code")
+                    message = f"watch {resource}: {code} {obj.get('reason')}: {obj.get('message')}"
+                    raise WatchExpired(message, 410) if code == 410 else KubeAPIError(message, code)
+                yield kind, obj
+        finally:
+            response.release_conn()
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._json("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+        except KubeAPIError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
+        body = binding_body(namespace, name, uid, node, annotations)
+        try:
+            self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body).release_conn()
+        except KubeAPIError as err:
+            if err.status == 409:
+                raise BindConflict(str(err), 409) from err
+            raise
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body).release_conn()
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Newline-separated watch events from a streaming response, without re-copying the buffer."""
+    import urllib3
+
+    pending = b""
+    try:
+        for chunk in response.stream(None, decode_content=False):
+            pending += chunk
+            if b"\n" not in chunk:
+                continue
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise KubeAPIError(f"watch stream broke: {err}") from err
+    if pending.strip():
+        yield pending

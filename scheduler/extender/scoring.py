@@ -1,0 +1,274 @@
+"""Scores for the candidate nodes of one pod, per placement policy, mapped to kube-scheduler's 0..10.
+
+Only the candidate rows are scored: their slices of the cluster arrays go through the same numba
+kernels the simulator uses (feasibility, FGD), so a request costs O(candidates), not O(cluster).
+
+Policies (``gpufleet.io/placement``):
+
+- ``fgd``: the FGD paper's score, sigmoid of the drop in expected fragmentation, quantised to 0..100;
+- ``binpack``: the paper's BestFit (least CPU and GPU left over);
+- ``spread``: the opposite, most GPU and CPU left over (LeastAllocated);
+- ``cost``: an hourly cost to minimise, in USD: the pod's GPUs at the node's $/GPU-hour, plus the GPU
+  capacity the placement strands (the increase of expected fragmentation, in GPUs) priced at the
+  candidates' mean $/GPU-hour, plus, for pods not marked interruptible, a penalty on spot nodes of
+  ``interruption_penalty`` mean GPU-hours per GPU.
+
+Mapping: the best feasible node(s) get 10, the other feasible ones 1..9 linearly in the policy's
+raw score (never 10, so kube-scheduler's choice follows ours), infeasible or unknown nodes 0. Pods
+that did not opt in get 0 everywhere. Callers hold the state's lock. No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler import kernels
+from scheduler.extender.ledger import pick_gpus
+from scheduler.extender.pods import PodInfo
+from scheduler.extender.state import ClusterState
+from scheduler.model import GPU_MILLI, Cluster, PodRequest
+from scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
+from scheduler.policies.fgd import FGDPolicy
+from scheduler.workload import MixArrays, PodShape, WorkloadMix
+
+FGD, BINPACK, SPREAD, COST, OFF = "fgd", "binpack", "spread", "cost", "off"
+SCORED_POLICIES = (FGD, BINPACK, SPREAD, COST)
+
+#: Used until enough GPU pods run to learn the mix from: mostly 1-GPU pods, some shares and gangs.
+DEFAULT_MIX = WorkloadMix(
+    shapes=(PodShape(0, 500, 1, ()), PodShape(0, 1000, 1, ()), PodShape(0, 1000, 2, ()),
+            PodShape(0, 1000, 4, ()), PodShape(0, 1000, 8, ())),
+    probs=(0.2, 0.4, 0.15, 0.15, 0.1),
+)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """``interruption_penalty``: mean GPU-hours per requested GPU added to the cost of a spot node
+    for pods without ``gpufleet.io/interruptible: "true"`` (default 1.0, i.e. more than a typical
+    spot discount, so such pods prefer on-demand unless spot is far cheaper).
+    ``fragmentation_weight``: multiplier on the stranded-capacity cost (default 1.0).
+    ``mix_refresh_s``: how often the workload mix is re-learnt from running GPU pods (s, default 60);
+    ``mix_min_pods``: below this many GPU pods the default mix is used (default 20);
+    ``mix_max_shapes``: the most frequent request shapes kept in the mix (default 32)."""
+
+    interruption_penalty: float = 1.0
+    fragmentation_weight: float = 1.0
+    mix_refresh_s: float = 60.0
+    mix_min_pods: int = 20
+    mix_max_shapes: int = 32
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """Why one node scored what it did, for Events and logs."""
+
+    node: str
+    score: int
+    raw: float
+    fragmentation_delta_gpus: float | None
+    price_per_gpu_hour: float | None
+    spot: bool
+
+
+@dataclass(frozen=True)
+class Ranking:
+    policy: str
+    scores: np.ndarray  # int64 per requested name, 0..10
+    best: int  # index into the requested names, -1 when no node is feasible (or the pod is neutral)
+    best_gpus: tuple[int, ...]
+    top: tuple[NodeParts, ...]
+
+    @property
+    def neutral(self) -> bool:
+        return self.policy == OFF
+
+
+def neutral(count: int) -> Ranking:
+    return Ranking(OFF, np.zeros(count, dtype=np.int64), -1, (), ())
+
+
+class Scorer:
+    def __init__(self, config: ScoringConfig = ScoringConfig()) -> None:
+        self.config = config
+        self._mix = DEFAULT_MIX
+        self._mix_at: float | None = None
+        self._key: tuple[int, int] | None = None
+        self._fgd: FGDPolicy | None = None
+        self._mix_arrays: MixArrays | None = None
+        self._mix_version = 0
+
+    # -- workload mix and fragmentation --------------------------------------------------------
+
+    @property
+    def mix(self) -> WorkloadMix:
+        return self._mix
+
+    def refresh_mix(self, state: ClusterState) -> None:
+        """Re-learn the mix from the running GPU pods when ``mix_refresh_s`` has passed."""
+        now = state.clock.monotonic()
+        if self._mix_at is not None and now - self._mix_at < self.config.mix_refresh_s:
+            return
+        self._mix_at = now
+        requests = [p.request for p in state.ledger if not p.assumed and p.request.num_gpu > 0]
+        mix = DEFAULT_MIX
+        if len(requests) >= self.config.mix_min_pods:
+            learnt = WorkloadMix.from_pods(requests)
+            keep = self.config.mix_max_shapes
+            total = sum(learnt.probs[:keep])
+            mix = WorkloadMix(learnt.shapes[:keep], tuple(p / total for p in learnt.probs[:keep]))
+        if mix != self._mix:
+            self._mix = mix
+            self._mix_version += 1
+
+    def _policy(self, state: ClusterState) -> tuple[FGDPolicy, MixArrays]:
+        key = (state.generation, self._mix_version)
+        if self._key != key or self._fgd is None or self._mix_arrays is None:
+            self._key = key
+            self._fgd = FGDPolicy(self._mix)
+            self._mix_arrays = self._mix.arrays(state.cluster)  # type: ignore[arg-type]
+        return self._fgd, self._mix_arrays
+
+    def fragmentation(self, state: ClusterState) -> np.ndarray:
+        """F_n(M) of every row (milli-GPU), refreshed where rows changed."""
+        if state.cluster is None:
+            return np.zeros(0)
+        fgd, _ = self._policy(state)
+        return fgd.fragmentation(state.cluster)
+
+    # -- ranking -------------------------------------------------------------------------------
+
+    def rank(self, state: ClusterState, pod: PodInfo, policy: str, names: Sequence[str],
+             top: int = 3) -> Ranking:
+        cluster = state.cluster
+        request = pod.request
+        if policy not in SCORED_POLICIES or cluster is None or request is None or request.num_gpu == 0:
+            return neutral(len(names))
+        self.refresh_mix(state)
+        index = cluster.index
+        rows = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        known = np.flatnonzero(rows >= 0)
+        r = rows[known]
+        mask = cluster.model_mask(pod.model_rule.resolve(cluster.model_names))
+        gpu_free = cluster.gpu_free[r]
+        cpu_free = cluster.cpu_free[r]
+        model = cluster.gpu_model[r]
+        ok = kernels.feasible_nodes(gpu_free, cpu_free, cluster.memory_free[r], model, request.cpu_milli,
+                                    request.memory_mib, request.num_gpu, request.gpu_milli, mask)
+        fgd, mix = self._policy(state)
+        share = np.full(len(r), -1, dtype=np.int32)
+        delta: np.ndarray | None = None
+        if policy == FGD:
+            before = fgd.fragmentation(cluster)[r]
+            raw, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
+                                            request.num_gpu, request.gpu_milli, mix, quantise=True)
+        elif policy == COST:
+            before = fgd.fragmentation(cluster)[r]
+            _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
+                                          request.num_gpu, request.gpu_milli, mix, quantise=False)
+            delta = _fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix)
+            raw = -self._cost(cluster, r, ok, request, pod.interruptible, delta)
+        else:
+            left_gpu = gpu_free.sum(axis=1, dtype=np.int64) - request.total_gpu_milli
+            left_cpu = cpu_free - request.cpu_milli
+            if policy == BINPACK:
+                raw = -(0.5 * left_cpu / MAX_CPU_MILLI + 0.5 * left_gpu / MAX_GPU_MILLI)
+            else:
+                gpu_cap = np.maximum(cluster.gpu_count[r].astype(np.int64) * GPU_MILLI, 1)
+                cpu_cap = np.maximum(cluster.cpu_capacity[r], 1)
+                raw = 0.5 * left_gpu / gpu_cap + 0.5 * left_cpu / cpu_cap
+                if request.is_gpu_share:
+                    share = _most_free_gpu(gpu_free, request.gpu_milli)
+        raw = np.where(ok, raw, -np.inf)
+        scores_known = _to_scores(raw, ok)
+        scores = np.zeros(len(names), dtype=np.int64)
+        scores[known] = scores_known
+        if not ok.any():
+            return Ranking(policy, scores, -1, (), ())
+        best_local = _best(raw, gpu_free, cpu_free)
+        best_row = int(r[best_local])
+        gpus = pick_gpus(cluster, best_row, request, int(share[best_local]))
+        parts = _top_parts(cluster, r, known, names, scores_known, raw, delta, top)
+        return Ranking(policy, scores, int(known[best_local]), gpus, parts)
+
+    def _cost(self, cluster: Cluster, r: np.ndarray, ok: np.ndarray, request: PodRequest,
+              interruptible: bool, delta: np.ndarray) -> np.ndarray:
+        per_gpu = _price_per_gpu_hour(cluster, r)
+        priced = per_gpu > 0
+        pool = priced & ok if (priced & ok).any() else priced
+        mean = float(per_gpu[pool].mean()) if pool.any() else 1.0
+        per_gpu = np.where(priced, per_gpu, mean)  # unknown prices are taken as average, not as free
+        gpus = request.total_gpu_milli / GPU_MILLI
+        cost = gpus * per_gpu + self.config.fragmentation_weight * (delta / GPU_MILLI) * mean
+        if not interruptible:
+            cost = cost + cluster.spot[r] * (self.config.interruption_penalty * mean * gpus)
+        return cost
+
+
+def _price_per_gpu_hour(cluster: Cluster, r: np.ndarray) -> np.ndarray:
+    return cluster.price_per_hour[r] / np.maximum(cluster.gpu_count[r], 1)
+
+
+def _fragmentation_delta(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, before: np.ndarray,
+                         request: PodRequest, share: np.ndarray, mix: MixArrays) -> np.ndarray:
+    """F_after - F_before (milli-GPU) for placing the pod on each row, the way FGD charges it."""
+    after_gpu = gpu_free.copy()
+    if request.is_gpu_share:
+        rows = np.flatnonzero(share >= 0)
+        after_gpu[rows, share[rows]] -= request.gpu_milli
+    else:
+        whole = after_gpu >= GPU_MILLI
+        take = whole & (np.cumsum(whole, axis=1) <= request.num_gpu)
+        after_gpu[take] -= GPU_MILLI
+    after = kernels.node_fragmentation(np.ascontiguousarray(after_gpu, dtype=np.int32),
+                                       cpu_free - request.cpu_milli, model, mix)
+    return after - before
+
+
+def _most_free_gpu(gpu_free: np.ndarray, milli: int) -> np.ndarray:
+    best = np.argmax(gpu_free, axis=1).astype(np.int32)
+    return np.where(gpu_free.max(axis=1, initial=0) >= milli, best, -1).astype(np.int32)
+
+
+def _to_scores(raw: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Best feasible -> 10, other feasible -> 1..9 linear in raw, infeasible -> 0."""
+    scores = np.zeros(len(raw), dtype=np.int64)
+    if not ok.any():
+        return scores
+    best = raw[ok].max()
+    worst = raw[ok].min()
+    if best > worst:
+        scaled = 1 + np.floor(8.999 * (raw - worst) / (best - worst))
+        scores[ok] = np.clip(scaled[ok], 1, 9).astype(np.int64)
+    scores[ok & (raw >= best)] = 10
+    return scores
+
+
+def _best(raw: np.ndarray, gpu_free: np.ndarray, cpu_free: np.ndarray) -> int:
+    """The top node; among equals the one kube-scheduler's MostAllocated tie-break would pick (least
+    free GPU, then CPU), then the first asked about."""
+    tied = np.flatnonzero(raw == raw.max())
+    if len(tied) == 1:
+        return int(tied[0])
+    order = np.lexsort((tied, cpu_free[tied], gpu_free[tied].sum(axis=1)))
+    return int(tied[order[0]])
+
+
+def _top_parts(cluster: Cluster, r: np.ndarray, known: np.ndarray, names: Sequence[str], scores: np.ndarray,
+               raw: np.ndarray, delta: np.ndarray | None, top: int) -> tuple[NodeParts, ...]:
+    order = np.lexsort((-raw, -scores))[:top]
+    per_gpu = _price_per_gpu_hour(cluster, r)
+    parts = []
+    for i in order:
+        if scores[i] == 0:
+            break
+        parts.append(NodeParts(
+            node=names[int(known[i])], score=int(scores[i]), raw=float(raw[i]),
+            fragmentation_delta_gpus=None if delta is None else float(delta[i]) / GPU_MILLI,
+            price_per_gpu_hour=float(per_gpu[i]) if per_gpu[i] > 0 else None,
+            spot=bool(cluster.spot[r[i]]),
+        ))
+    return tuple(parts)

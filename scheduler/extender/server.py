@@ -1,0 +1,243 @@
+"""The extender's HTTP server: ``POST {prefix}filter|prioritize|bind|preempt``, ``GET /healthz``,
+``/readyz``, ``/metrics``.
+
+HTTP/1.1 with keep-alive (kube-scheduler's Go client reuses connections), one thread per connection,
+Nagle off. Bad input never gets a 5xx: an unreadable body, a body over ``max_body_bytes``, JSON that
+is not the extender contract, an unknown path or method all get a 4xx with ``{"Error": ...}``. A 500
+means a bug in the extender, and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client.exposition import choose_encoder
+
+from scheduler.extender.errors import WireError
+from scheduler.extender.metrics import ExtenderMetrics
+from scheduler.extender.service import Extender
+from scheduler.extender.wire import (
+    encode_error,
+    parse_binding_args,
+    parse_preemption_args,
+    parse_scheduling_args,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+class ServerError(Exception):
+    """The HTTP server could not be started."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``prefix``: path of the verbs (default ``/v1/``, so urlPrefix is ``http://HOST:PORT/v1``);
+    ``max_body_bytes``: larger requests get 413 (default 64 MiB, room for 500 full Node objects);
+    ``idle_timeout_s``: a kept-alive connection idle this long is closed (s, default 120, longer than
+    Go's 90 s idle timeout so the client always closes first)."""
+
+    prefix: str = "/v1/"
+    max_body_bytes: int = 64 * 1024 * 1024
+    idle_timeout_s: float = 120.0
+    verbs: bool = True  # False: only /healthz, /readyz and /metrics (a separate metrics listener)
+
+
+class _Verb:
+    def __init__(self, name: str, parse: Callable[[object], Any], run: Callable[[Any], bytes],
+                 metrics: ExtenderMetrics) -> None:
+        self.name = name
+        self.parse = parse
+        self.run = run
+        self.duration = metrics.request_duration.labels(name)
+        self._metrics = metrics
+        self._codes: dict[int, Any] = {}
+
+    def count(self, code: int) -> None:
+        child = self._codes.get(code)
+        if child is None:
+            child = self._codes[code] = self._metrics.requests.labels(self.name, str(code))
+        child.inc()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], extender: Extender, metrics: ExtenderMetrics,
+                 config: ServerConfig) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.extender = extender
+        self.metrics = metrics
+        self.config = config
+        self.prefix = "/" + config.prefix.strip("/") + "/" if config.prefix.strip("/") else "/"
+        self.verbs = {
+            "filter": _Verb("filter", parse_scheduling_args, extender.filter, metrics),
+            "prioritize": _Verb("prioritize", parse_scheduling_args, extender.prioritize, metrics),
+            "bind": _Verb("bind", parse_binding_args, extender.bind, metrics),
+            "preempt": _Verb("preempt", parse_preemption_args, extender.preempt, metrics),
+        } if config.verbs else {}
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        log.debug("connection from %s ended: %r", client_address, sys.exc_info()[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "gpufleet-extender"
+    sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.config.idle_timeout_s
+        super().setup()
+
+    def do_POST(self) -> None:
+        started = time.perf_counter()
+        path = self.path.split("?", 1)[0]
+        prefix = self.server.prefix
+        verb = self.server.verbs.get(path[len(prefix):].strip("/")) if path.startswith(prefix) else None
+        if verb is None:
+            self._discard_body()
+            self._error(404, f"no extender verb at {path}; verbs are {prefix}filter|prioritize|bind|preempt")
+            return
+        code, body = self._handle(verb)
+        self._reply(code, JSON, body)
+        verb.duration.observe(time.perf_counter() - started)
+        verb.count(code)
+
+    def _handle(self, verb: _Verb) -> tuple[int, bytes]:
+        raw = self._read_body()
+        if isinstance(raw, tuple):
+            return raw
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
+            return 400, encode_error(f"{verb.name}: request body is not JSON: {str(err)[:200]}")
+        try:
+            args = verb.parse(doc)
+        except WireError as err:
+            return 400, encode_error(f"{verb.name}: {err}")
+        except RecursionError:
+            return 400, encode_error(f"{verb.name}: request nested too deeply")
+        try:
+            return 200, verb.run(args)
+        except Exception:
+            log.exception("verb=%s failed", verb.name)
+            return 500, encode_error(f"{verb.name}: internal error (see the extender's log)")
+
+    def _read_body(self) -> bytes | tuple[int, bytes]:
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            self.close_connection = True
+            return 411, encode_error("send the body with Content-Length (chunked bodies are not read)")
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return 411, encode_error("a Content-Length header with the body size is required")
+        if length > self.server.config.max_body_bytes:
+            self.close_connection = True
+            return 413, encode_error(f"request body of {length} bytes is over the limit of "
+                                     f"{self.server.config.max_body_bytes}")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            return 400, encode_error("request body shorter than its Content-Length")
+        return body
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= self.server.config.max_body_bytes:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        extender = self.server.extender
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._reply(200, content_type, encoder(self.server.metrics.registry))
+        elif path == "/healthz":
+            self._reply(200, JSON, b'{"status":"ok"}')
+        elif path == "/readyz":
+            ready = extender.ready()
+            body = json.dumps({"status": "ready" if ready else "not ready", "synced": extender.state.synced,
+                               "nodes": extender.state.node_count()}).encode()
+            self._reply(200 if ready else 503, JSON, body)
+        elif path.startswith(self.server.prefix) and path[len(self.server.prefix):].strip("/") in self.server.verbs:
+            self._error(405, f"{path} takes POST")
+        else:
+            self._error(404, f"nothing at {path}")
+
+    def do_PUT(self) -> None:
+        self._discard_body()
+        self._error(405, "the extender takes POST (verbs) and GET (/healthz, /readyz, /metrics)")
+
+    do_DELETE = do_PATCH = do_PUT
+
+    def _error(self, code: int, message: str) -> None:
+        self._reply(code, JSON, encode_error(message))
+
+    def _reply(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+
+class ExtenderServer:
+    """Serves on a background thread; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(self, extender: Extender, metrics: ExtenderMetrics, host: str, port: int,
+                 config: ServerConfig = ServerConfig()) -> None:
+        try:
+            self._server = _Server((host, port), extender, metrics, config)
+        except OSError as err:
+            raise ServerError(f"listening for HTTP on {host}:{port}: {err}") from err
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="gpufleet-extender-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def prefix(self) -> str:
+        return self._server.prefix
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

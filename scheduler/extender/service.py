@@ -1,0 +1,293 @@
+"""The four extender verbs over the cluster state: filter, prioritize, bind, preempt.
+
+Each verb takes a parsed request (``wire``) and returns the encoded reply. Scoring and recording a
+decision happen under the state's lock; the only network calls (posting a Binding, reading a pod bind
+does not know) go through the ``Binder`` seam outside the lock. Pods that did not opt in
+(``gpufleet.io/placement`` on the pod, else on its namespace) are never swayed: filter passes every
+node and prioritize gives every node the same score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from scheduler.extender import preemption
+from scheduler.extender.errors import BindConflict, KubeAPIError, WireError
+from scheduler.extender.events import EventRecorder
+from scheduler.extender.ledger import pick_gpus
+from scheduler.extender.metrics import ExtenderMetrics
+from scheduler.extender.nodes import parse_node
+from scheduler.extender.pods import GPU_IDS_ANNOTATION, PodInfo, parse_pod
+from scheduler.extender.pricing import PriceCatalog
+from scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral
+from scheduler.extender.state import ClusterState
+from scheduler.extender.wire import (
+    BindingArgs,
+    PreemptionArgs,
+    PriorityEncoder,
+    SchedulingArgs,
+    encode_binding_result,
+    encode_filter_result,
+    encode_preemption_result,
+)
+from scheduler.model import GPU_MILLI
+from scheduler.policies.base import choose_gpus
+
+log = logging.getLogger(__name__)
+
+
+class Binder(Protocol):
+    """The API calls bind needs: post a Binding (annotations are copied onto the pod atomically by
+    the API server) and read a pod. ``bind`` raises ``BindConflict`` when the pod is already bound."""
+
+    def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None: ...
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+class Extender:
+    def __init__(self, state: ClusterState, scorer: Scorer, metrics: ExtenderMetrics, *,
+                 catalog: PriceCatalog | None = None, binder: Binder | None = None,
+                 events: EventRecorder | None = None, standalone: bool = False) -> None:
+        self.state = state
+        self.scorer = scorer
+        self.metrics = metrics
+        self.catalog = catalog or PriceCatalog.default()
+        self.binder = binder
+        self.events = events
+        self.standalone = standalone
+        self._encoder = PriorityEncoder()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.standalone or self.state.synced
+
+    def policy_of(self, pod: PodInfo) -> str:
+        """The pod's annotation, else its namespace's, else off."""
+        policy = pod.placement or self.state.namespace_placement(pod.namespace) or OFF
+        return policy if policy in SCORED_POLICIES else OFF
+
+    def _scorable(self, args: SchedulingArgs) -> bool:
+        if self.standalone:
+            return not args.names_only
+        return self.state.synced
+
+    def _ingest(self, args: SchedulingArgs) -> None:
+        """Standalone, full-Nodes mode: the request is the only source of nodes."""
+        if not self.standalone or args.nodes is None:
+            return
+        for i, obj in enumerate(args.nodes):
+            meta = obj.get("metadata") or {}
+            known = self.state.node(meta.get("name", "")) if isinstance(meta, dict) else None
+            version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            if known is not None and version and known.resource_version == version:
+                continue
+            try:
+                self.state.upsert_node(parse_node(obj, self.catalog, f"Nodes.items[{i}]"))
+            except WireError as err:
+                log.debug("node skipped: %s", err)
+        self.state.mark_synced("nodes")
+
+    # -- filter --------------------------------------------------------------------------------
+
+    def filter(self, args: SchedulingArgs) -> bytes:
+        names = args.node_names
+        pod = args.pod
+        with self.state.lock:
+            self._ingest(args)
+            if self.policy_of(pod) == OFF or pod.gpus == 0 or not self._scorable(args):
+                return encode_filter_result(names, {}, {}, args.nodes)
+            self.state.expire()
+            self.state.forget(pod.uid)
+            failed, unresolvable = self._filter_reasons(pod, names)
+        passed = [n for n in names if n not in failed and n not in unresolvable]
+        return encode_filter_result(passed, failed, unresolvable, args.nodes)
+
+    def _filter_reasons(self, pod: PodInfo, names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Only what kube-scheduler cannot see: unknown nodes, excluded GPU models, and a GPU share
+        that fits on no single GPU of the node."""
+        cluster = self.state.cluster
+        request = pod.request
+        failed: dict[str, str] = {}
+        unresolvable: dict[str, str] = {}
+        if request is None:
+            return failed, unresolvable
+        index = cluster.index if cluster is not None else {}
+        rows = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        for i in np.flatnonzero(rows < 0):
+            failed[names[i]] = "gpufleet: node not (yet) in the extender's cache"
+        if cluster is None:
+            return failed, unresolvable
+        known = np.flatnonzero(rows >= 0)
+        r = rows[known]
+        if not pod.model_rule.is_any:
+            allowed = np.array([pod.model_rule.allows(m) for m in cluster.model_names] + [False], dtype=bool)
+            models = cluster.gpu_model[r]
+            bad = np.flatnonzero((models >= 0) & ~allowed[models])
+            for i in bad:
+                model = cluster.model_names[models[i]]
+                unresolvable[names[known[i]]] = f"gpufleet: GPU model {model} is excluded by the pod's node affinity"
+        if request.is_gpu_share:
+            most = cluster.gpu_free[r].max(axis=1, initial=0)
+            for i in np.flatnonzero(most < request.gpu_milli):
+                name = names[known[i]]
+                if name not in unresolvable:
+                    failed[name] = (f"gpufleet: no single GPU has {request.gpu_milli}m free "
+                                    f"(most free: {int(most[i])}m of {GPU_MILLI}m)")
+        return failed, unresolvable
+
+    # -- prioritize ----------------------------------------------------------------------------
+
+    def prioritize(self, args: SchedulingArgs) -> bytes:
+        names = args.node_names
+        pod = args.pod
+        ranking: Ranking
+        with self.state.lock:
+            self._ingest(args)
+            policy = self.policy_of(pod)
+            if policy == OFF or not self._scorable(args):
+                ranking = neutral(len(names))
+            else:
+                expired = self.state.expire()
+                if expired:
+                    self.metrics.expired.inc(expired)
+                self.state.forget(pod.uid)  # a retry: the pod's earlier decision must not count against it
+                ranking = self.scorer.rank(self.state, pod, policy, names)
+                if ranking.best >= 0 and pod.uid and pod.request is not None:
+                    self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
+                                      self.state.config.assume_ttl_s)
+        self.metrics.decisions.labels(ranking.policy).inc()
+        if ranking.best >= 0:
+            node = names[ranking.best]
+            log.info("pod=%s policy=%s node=%s gpus=%s", pod.key, ranking.policy, node,
+                     ",".join(map(str, ranking.best_gpus)))
+            if self.events is not None:
+                self.events.decision(pod, ranking, node)
+        return self._encoder.encode(names, ranking.scores.tolist())
+
+    # -- bind ----------------------------------------------------------------------------------
+
+    def bind(self, args: BindingArgs) -> bytes:
+        if self.binder is None:
+            self.metrics.binds.labels("error").inc()
+            return encode_binding_result("gpufleet extender runs without API access (--standalone) "
+                                         "and cannot bind; remove bindVerb from the scheduler config")
+        pod = self._pod_for_bind(args)
+        if isinstance(pod, str):
+            self.metrics.binds.labels("error").inc()
+            return encode_binding_result(pod)
+        if pod.node_name:
+            return self._already_bound(args, pod.node_name)
+        gpus = self._reserve(args, pod)
+        annotations = {GPU_IDS_ANNOTATION: ",".join(map(str, gpus))} if gpus else {}
+        try:
+            self.binder.bind(args.namespace, args.pod_name, args.uid, args.node, annotations)
+        except BindConflict:
+            current = self._read_pod(args)
+            if isinstance(current, PodInfo) and current.node_name == args.node:
+                self.state.upsert_pod(current)
+                return self._ok("already_bound", args)
+            self.state.forget(args.uid)
+            self.metrics.binds.labels("error").inc()
+            where = current.node_name if isinstance(current, PodInfo) else "unknown"
+            return encode_binding_result(f"pod {args.namespace}/{args.pod_name} is bound elsewhere ({where})")
+        except KubeAPIError as err:
+            self.state.forget(args.uid)
+            self.metrics.binds.labels("error").inc()
+            log.warning("pod=%s/%s node=%s bind failed: %s", args.namespace, args.pod_name, args.node, err)
+            return encode_binding_result(f"binding {args.namespace}/{args.pod_name} to {args.node}: {err}")
+        self.state.mark_bound(args.uid)
+        log.info("pod=%s/%s node=%s gpus=%s bound", args.namespace, args.pod_name, args.node,
+                 annotations.get(GPU_IDS_ANNOTATION, "-"))
+        return self._ok("bound", args)
+
+    def _ok(self, result: str, args: BindingArgs) -> bytes:
+        self.metrics.binds.labels(result).inc()
+        return encode_binding_result("")
+
+    def _already_bound(self, args: BindingArgs, node: str) -> bytes:
+        if node == args.node:
+            return self._ok("already_bound", args)
+        self.metrics.binds.labels("error").inc()
+        return encode_binding_result(f"pod {args.namespace}/{args.pod_name} is already bound to {node}")
+
+    def _pod_for_bind(self, args: BindingArgs) -> PodInfo | str:
+        """The pod being bound: from its decision or the pending-pod cache, else read from the API."""
+        with self.state.lock:
+            placement = self.state.ledger.get(args.uid) if args.uid else None
+            pending = self.state.pending_pod(args.uid) if args.uid else None
+        if pending is not None:
+            return pending
+        if placement is not None and placement.assumed:
+            return _decided_pod(args, placement.request)
+        return self._read_pod(args)
+
+    def _read_pod(self, args: BindingArgs) -> PodInfo | str:
+        try:
+            obj = self.binder.get_pod(args.namespace, args.pod_name)  # type: ignore[union-attr]
+        except KubeAPIError as err:
+            return f"reading pod {args.namespace}/{args.pod_name}: {err}"
+        if obj is None:
+            return f"pod {args.namespace}/{args.pod_name} not found"
+        try:
+            pod = parse_pod(obj)
+        except WireError as err:
+            return f"pod {args.namespace}/{args.pod_name} unreadable: {err}"
+        if args.uid and pod.uid != args.uid:
+            return f"pod {args.namespace}/{args.pod_name} was replaced (uid {pod.uid}, not {args.uid})"
+        return pod
+
+    def _reserve(self, args: BindingArgs, pod: PodInfo) -> tuple[int, ...]:
+        """Charge the pod on the chosen node and return its GPUs (the decision's if it was made for
+        this node), so nothing else can take them while the Binding is posted."""
+        request = pod.request
+        if request is None or request.num_gpu == 0:
+            return ()
+        with self.state.lock:
+            cluster = self.state.cluster
+            placement = self.state.ledger.get(args.uid) if args.uid else None
+            if placement is not None and placement.node == args.node and placement.request == request \
+                    and placement.assumed:
+                return placement.gpus
+            self.state.forget(args.uid)
+            row = cluster.index.get(args.node) if cluster is not None else None
+            if row is None:
+                return ()
+            gpus = choose_gpus(cluster, row, request)
+            if not gpus and self.state.drop_unbound_decisions(args.node, keep=args.uid):
+                gpus = choose_gpus(cluster, row, request)
+            if not gpus:
+                gpus = pick_gpus(cluster, row, request)
+                log.warning("pod=%s node=%s does not fit the model's free GPUs; binding on %s anyway",
+                            pod.key, args.node, gpus)
+            self.state.assume(args.uid, pod.key, args.node, request, gpus, self.state.config.bound_ttl_s)
+            return gpus
+
+    # -- preempt -------------------------------------------------------------------------------
+
+    def preempt(self, args: PreemptionArgs) -> bytes:
+        pod = args.pod
+        victims = dict(args.victims)
+        if self.policy_of(pod) == OFF or pod.request is None or pod.gpus == 0:
+            return encode_preemption_result(victims)
+        with self.state.lock:
+            cluster = self.state.cluster
+            if cluster is None:
+                return encode_preemption_result(victims)
+            mask = cluster.model_mask(pod.model_rule.resolve(cluster.model_names))
+            for node, proposed in victims.items():
+                victims[node] = preemption.refine(cluster, self.state.ledger, node, pod.request, mask, proposed)
+        return encode_preemption_result(victims)
+
+
+def _decided_pod(args: BindingArgs, request) -> PodInfo:
+    from scheduler.extender.pods import ANY_MODEL
+
+    return PodInfo(uid=args.uid, name=args.pod_name, namespace=args.namespace, node_name="", phase="Pending",
+                   deleting=False, request=request, placement=None, interruptible=False, gpu_ids=None,
+                   model_rule=ANY_MODEL)
