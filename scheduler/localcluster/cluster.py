@@ -255,7 +255,7 @@ class LocalCluster:
             return None
         self.processes.start(extender.extender_process(port, self.paths.admin_kubeconfig))
         waited = readiness.wait_until(
-            "the gpufleet extender to listen", lambda: _listening(port), wait,
+            "the gpufleet extender /readyz", readiness.http_ok(extender.readyz_url(port)), wait,
             check_alive=lambda: self.processes.check(extender.NAME))
         url = extender.extender_url(port)
         self._say(f"gpufleet extender listening at {url} ({waited:.1f} s)")
@@ -318,7 +318,7 @@ class LocalCluster:
 
     def start_component(self, name: str) -> None:
         """Start one stopped component again with the ports and files of the running cluster, and
-        wait until it is healthy (scheduler, controller manager) or listening (extender)."""
+        wait until it is healthy (scheduler, controller manager) or ready (extender)."""
         info = self._running_info()
         binaries = find_binaries(Path(info.bin_dir))
         port_fields = components.Ports.__dataclass_fields__
@@ -341,8 +341,7 @@ class LocalCluster:
             probe = readiness.http_ok(f"https://{components.LOOPBACK}:{health_port[name]}/healthz",
                                       readiness.insecure_ssl_context())
         elif name == extender.NAME:
-            def probe() -> bool:
-                return _listening(info.ports["extender"])
+            probe = readiness.http_ok(extender.readyz_url(info.ports["extender"]))
         else:
             def probe() -> bool:
                 return True
@@ -356,14 +355,6 @@ class LocalCluster:
             result[name] = {"running": self.processes.running(name),
                             "rss_mib": self.processes.rss_mib(name)}
         return result
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection((components.LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 __all__ = ["ClusterError", "ClusterInfo", "ClusterOptions", "LocalCluster", "ProcessError", "read_info"]

@@ -9,6 +9,8 @@ from pathlib import Path
 from scheduler.localcluster.processes import ProcessSpec
 
 NAME = "gpufleet-extender"
+#: Path prefix of the verbs; kube-scheduler POSTs to urlPrefix + "/filter" etc.
+PREFIX = "/v1"
 
 
 def extender_available() -> bool:
@@ -20,12 +22,17 @@ def extender_available() -> bool:
 
 def extender_url(port: int) -> str:
     """The urlPrefix kube-scheduler calls (``urlPrefix/filter``, ``/prioritize``, ``/bind``)."""
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}{PREFIX}"
+
+
+def readyz_url(port: int) -> str:
+    """200 once the extender's watches have listed the cluster."""
+    return f"http://127.0.0.1:{port}/readyz"
 
 
 def extender_process(port: int, kubeconfig: Path) -> ProcessSpec:
     """``gpufleet extender --listen 127.0.0.1:PORT --kubeconfig KUBECONFIG``, with this Python."""
     return ProcessSpec(NAME, [
         sys.executable, "-m", "scheduler.cli", "extender",
-        "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig),
+        "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig), "--prefix", f"{PREFIX}/",
     ])
