@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from scheduler.localcluster.binaries import BUILD_HINT, default_bin_dir, missing_binaries
 from scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
-from scheduler.localcluster.processes import _group_members
 
 #: A small uniform cluster keeps the session fast; tests that need more nodes bring their own.
 TEST_NODES = int(os.environ.get("GPUFLEET_TEST_NODES", "8"))
@@ -44,13 +44,28 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory, cluster_binaries: No
     cluster = LocalCluster(ClusterOptions(state_dir=state_dir, profile="uniform", nodes=TEST_NODES,
                                           timeout_s=180.0))
     info = cluster.up()
-    pids = [int((state_dir / "pids" / f"{name}.pid").read_text().split()[0]) for name in cluster.processes.names()]
     try:
         yield info
     finally:
         cluster.down()
-    leftovers = {pid: _group_members(pid) for pid in pids if _group_members(pid)}
+    leftovers = _processes_mentioning(str(state_dir))
     assert not leftovers, f"processes left behind after cluster down: {leftovers}"
+
+
+def _processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line contains ``text`` (every component names the state folder)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found[int(entry.name)] = cmdline[:200]
+    return found
 
 
 @pytest.fixture(scope="session")
