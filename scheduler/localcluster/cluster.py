@@ -208,7 +208,7 @@ class LocalCluster:
             check_alive=lambda: processes.check("kube-apiserver"))
         self._say(f"kube-apiserver ready at {server} ({waited:.1f} s)")
 
-        extender_url = self._extender(port_numbers["extender"], wait)
+        extender_url, started_extender = self._extender(port_numbers["extender"], wait)
 
         processes.start(components.kube_controller_manager(binaries, paths, ports, pki))
         processes.start(components.kube_scheduler(binaries, paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE,
@@ -229,7 +229,7 @@ class LocalCluster:
 
         info = ClusterInfo(
             state_dir=str(self.state_dir), server=server, kubeconfig=str(kubeconfig),
-            ports=port_numbers if extender_url else {k: v for k, v in port_numbers.items() if k != "extender"},
+            ports=port_numbers if started_extender else {k: v for k, v in port_numbers.items() if k != "extender"},
             profile=options.profile, nodes=len(specs), gpus=sum(s.gpus for s in specs),
             extender_url=extender_url, bin_dir=str(binaries.directory),
             seconds_to_ready=round(time.monotonic() - self._start, 1),
@@ -242,24 +242,25 @@ class LocalCluster:
         for name in self.processes.names():
             self.processes.check(name)
 
-    def _extender(self, port: int, wait: float) -> str | None:
+    def _extender(self, port: int, wait: float) -> tuple[str | None, bool]:
+        """The extender's urlPrefix for kube-scheduler (None: no extender), and whether we started it."""
         options = self.options
         if options.extender_url:
             self._say(f"kube-scheduler will call the extender at {options.extender_url}")
-            return options.extender_url
+            return options.extender_url, False
         if not options.start_extender:
             self._say("no extender (--no-extender)")
-            return None
+            return None, False
         if not extender.extender_available():
             self._say("no extender: this gpufleet has no `extender` subcommand yet; the scheduler runs without one")
-            return None
+            return None, False
         self.processes.start(extender.extender_process(port, self.paths.admin_kubeconfig))
         waited = readiness.wait_until(
             "the gpufleet extender /readyz", readiness.http_ok(extender.readyz_url(port)), wait,
             check_alive=lambda: self.processes.check(extender.NAME))
         url = extender.extender_url(port)
-        self._say(f"gpufleet extender listening at {url} ({waited:.1f} s)")
-        return url
+        self._say(f"gpufleet extender ready at {url} ({waited:.1f} s)")
+        return url, True
 
     def _create_nodes(self, specs: list[NodeSpec], kubeconfig: Path) -> None:
         from kubernetes import client, config
