@@ -13,9 +13,9 @@ Policies (``gpufleet.io/placement``):
   candidates' mean $/GPU-hour, plus, for pods not marked interruptible, a penalty on spot nodes of
   ``interruption_penalty`` mean GPU-hours per GPU.
 
-Mapping: the best feasible node(s) get 10, the other feasible ones 1..9 linearly in the policy's
-raw score (never 10, so kube-scheduler's choice follows ours), infeasible or unknown nodes 0. Pods
-that did not opt in get 0 everywhere. Callers hold the state's lock. No I/O here.
+Mapping: the chosen node gets 10 (one node only: among equals, the one kube-scheduler's MostAllocated
+would pack first), the other feasible ones 1..9 linearly in the policy's raw score, infeasible or
+unknown nodes 0; kube-scheduler's choice then follows ours. Pods that did not opt in get 0 everywhere. Callers hold the state's lock. No I/O here.
 """
 
 from __future__ import annotations
@@ -183,12 +183,12 @@ class Scorer:
                 if request.is_gpu_share:
                     share = _most_free_gpu(gpu_free, request.gpu_milli)
         raw = np.where(ok, raw, -np.inf)
-        scores_known = _to_scores(raw, ok)
         scores = np.zeros(len(names), dtype=np.int64)
-        scores[known] = scores_known
         if not ok.any():
             return Ranking(policy, scores, -1, (), ())
         best_local = _best(raw, gpu_free, cpu_free)
+        scores_known = _to_scores(raw, ok, best_local)
+        scores[known] = scores_known
         best_row = int(r[best_local])
         gpus = pick_gpus(cluster, best_row, request, int(share[best_local]))
         parts = _top_parts(cluster, r, known, names, scores_known, raw, delta, top)
@@ -233,17 +233,22 @@ def _most_free_gpu(gpu_free: np.ndarray, milli: int) -> np.ndarray:
     return np.where(gpu_free.max(axis=1, initial=0) >= milli, best, -1).astype(np.int32)
 
 
-def _to_scores(raw: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Best feasible -> 10, other feasible -> 1..9 linear in raw, infeasible -> 0."""
+def _to_scores(raw: np.ndarray, ok: np.ndarray, best: int) -> np.ndarray:
+    """The chosen node -> 10; other feasible -> 1..9 linear in raw (its equals get 9); infeasible -> 0.
+
+    Exactly one 10, so with a large weight kube-scheduler lands the pod where the extender assumed it;
+    equal nodes are broken here (``_best``) rather than by kube-scheduler's random tie-break, which
+    would make the decision and the binding disagree.
+    """
     scores = np.zeros(len(raw), dtype=np.int64)
-    if not ok.any():
-        return scores
-    best = raw[ok].max()
+    top = raw[best]
     worst = raw[ok].min()
-    if best > worst:
-        scaled = 1 + np.floor(8.999 * (raw - worst) / (best - worst))
+    if top > worst:
+        scaled = 1 + np.floor(8.999 * (raw - worst) / (top - worst))
         scores[ok] = np.clip(scaled[ok], 1, 9).astype(np.int64)
-    scores[ok & (raw >= best)] = 10
+    else:
+        scores[ok] = 9
+    scores[best] = 10
     return scores
 
 

@@ -207,8 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        # end_headers() without its flush: headers and body leave in one write (one segment, no Nagle wait).
+        self._headers_buffer.extend((b"\r\n", body))
+        self.flush_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s", format % args)
@@ -223,7 +224,7 @@ class ExtenderServer:
             self._server = _Server((host, port), extender, metrics, config)
         except OSError as err:
             raise ServerError(f"listening for HTTP on {host}:{port}: {err}") from err
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="gpufleet-extender-http", daemon=True)
 
     @property

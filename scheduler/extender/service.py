@@ -223,9 +223,9 @@ class Extender:
             pending = self.state.pending_pod(args.uid) if args.uid else None
         if pending is not None:
             return pending
-        if placement is not None and placement.assumed:
+        if placement is not None and placement.assumed and not placement.bound:
             return _decided_pod(args, placement.request)
-        return self._read_pod(args)
+        return self._read_pod(args)  # unseen, or a Binding was posted already: the API knows where it went
 
     def _read_pod(self, args: BindingArgs) -> PodInfo | str:
         try:

@@ -39,7 +39,7 @@ class Rig:
 
 
 def make_rig(nodes: list[dict[str, Any]], pods: list[dict[str, Any]] = (), namespaces: list[dict[str, Any]] = (),
-             *, standalone: bool = False, events: EventConfig = EventConfig()) -> Rig:
+             *, standalone: bool = False, events: EventConfig | None = None) -> Rig:
     clock = FakeClock()
     catalog = PriceCatalog.default()
     state = ClusterState(clock=clock, resources=("nodes",) if standalone else ("nodes", "pods", "namespaces"))
@@ -47,7 +47,7 @@ def make_rig(nodes: list[dict[str, Any]], pods: list[dict[str, Any]] = (), names
     metrics = ExtenderMetrics(CollectorRegistry())
     scorer = Scorer()
     metrics.watch_state(state, lambda: scorer.fragmentation(state))
-    recorder = EventRecorder(api, clock, metrics, events, instance="test")
+    recorder = EventRecorder(api, clock, metrics, events or EventConfig(), instance="test")
     if not standalone:
         state.replace_nodes([parse_node(n, catalog) for n in nodes])
         state.replace_pods([parse_pod(p) for p in pods])

@@ -1,0 +1,143 @@
+"""Policies rank candidate nodes the way their names promise, and scores map to 0..10 with one best."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scheduler.extender.clock import FakeClock
+from scheduler.extender.nodes import parse_node
+from scheduler.extender.pods import parse_pod
+from scheduler.extender.pricing import PriceCatalog
+from scheduler.extender.scoring import Scorer, _to_scores
+from scheduler.extender.state import ClusterState
+
+from . import payloads as P
+
+CATALOG = PriceCatalog.default()
+
+
+def state_of(nodes, pods=()) -> ClusterState:
+    state = ClusterState(clock=FakeClock(), resources=())
+    state.replace_nodes([parse_node(n, CATALOG) for n in nodes])
+    state.replace_pods([parse_pod(p) for p in pods])
+    return state
+
+
+def running(name, node, gpus, ids, milli=None):
+    annotations = {"gpufleet.io/gpu-ids": ids}
+    if milli:
+        annotations["gpufleet.io/gpu-milli"] = str(milli)
+    return P.pod(name, gpus=gpus, cpu="1", node_name=node, phase="Running", annotations=annotations)
+
+
+def rank(state, policy, gpus=1, names=None, **pod_kwargs):
+    pod = parse_pod(P.pod(gpus=gpus, annotations={"gpufleet.io/placement": policy, **pod_kwargs.pop("ann", {})},
+                          **pod_kwargs))
+    names = names or list(state.cluster.index)
+    return names, Scorer().rank(state, pod, policy, names)
+
+
+def best_of(names, ranking):
+    return names[ranking.best]
+
+
+def test_score_mapping_gives_10_to_one_best_1_to_9_to_other_feasible_and_0_to_infeasible():
+    raw = np.array([5.0, 1.0, 3.0, -np.inf, 5.0])
+    ok = np.array([True, True, True, False, True])
+    assert _to_scores(raw, ok, 4).tolist() == [9, 1, 5, 0, 10]
+    assert _to_scores(np.array([2.0, 2.0]), np.array([True, True]), 0).tolist() == [10, 9]
+    assert _to_scores(np.array([1.0, 0.999999]), np.array([True, True]), 0).tolist() == [10, 1]
+
+
+def test_fgd_keeps_a_whole_8_gpu_node_free_by_filling_a_partly_used_one():
+    state = state_of([P.node("empty"), P.node("used")], [running("a", "used", 4, "0,1,2,3")])
+    names, ranking = rank(state, "fgd", gpus=2)
+    assert best_of(names, ranking) == "used"
+    assert ranking.scores.tolist() == [ranking.scores[0], 10] and ranking.scores[0] < 10
+    assert ranking.best_gpus == (4, 5)
+
+
+def test_fgd_puts_a_gpu_share_on_an_already_shared_gpu():
+    state = state_of([P.node("n")], [running("s", "n", 1, "3", milli=500)])
+    pod = parse_pod(P.pod(gpus=1, annotations={"gpufleet.io/placement": "fgd", "gpufleet.io/gpu-milli": "500"}))
+    ranking = Scorer().rank(state, pod, "fgd", ["n"])
+    assert ranking.best_gpus == (3,)
+
+
+def test_binpack_prefers_the_fullest_node_and_spread_the_emptiest():
+    state = state_of([P.node("empty"), P.node("half"), P.node("most")],
+                     [running("a", "half", 4, "0,1,2,3"), running("b", "most", 6, "0,1,2,3,4,5")])
+    names, ranking = rank(state, "binpack")
+    assert best_of(names, ranking) == "most"
+    assert ranking.scores.tolist() == [1, 7, 10]
+    names, ranking = rank(state, "spread")
+    assert best_of(names, ranking) == "empty"
+    assert ranking.scores[0] == 10 and ranking.scores[2] < ranking.scores[1] < 10
+
+
+def test_cost_prefers_the_cheaper_gpu_hour():
+    state = state_of([P.node("dear", annotations={"gpufleet.io/price-per-hour": "40"}),
+                      P.node("cheap", annotations={"gpufleet.io/price-per-hour": "16"})])
+    names, ranking = rank(state, "cost")
+    assert best_of(names, ranking) == "cheap"
+    part = ranking.top[0]
+    assert part.node == "cheap" and part.price_per_gpu_hour == pytest.approx(2.0)
+
+
+def test_cost_sends_interruptible_pods_to_spot_and_keeps_others_on_demand():
+    state = state_of([P.node("od"), P.node("spot", capacity_type="spot")])
+    names, ranking = rank(state, "cost", ann={"gpufleet.io/interruptible": "true"})
+    assert best_of(names, ranking) == "spot"
+    names, ranking = rank(state, "cost")
+    assert best_of(names, ranking) == "od"
+
+
+def test_cost_weighs_fragmentation_so_a_cheap_node_loses_when_it_strands_gpus():
+    # Same price; "used" has 4 GPUs taken, so a 4-GPU pod there leaves no fragment, while on "empty" it
+    # would split a whole node.
+    state = state_of([P.node("empty"), P.node("used")], [running("a", "used", 4, "0,1,2,3")])
+    names, ranking = rank(state, "cost", gpus=4)
+    assert best_of(names, ranking) == "used"
+    assert ranking.top[0].fragmentation_delta_gpus <= ranking.top[1].fragmentation_delta_gpus
+
+
+def test_nodes_without_room_or_of_excluded_models_score_zero_and_unknown_names_too():
+    state = state_of([P.node("full"), P.node("h100", product=P.H100), P.node("ok")],
+                     [running("a", "full", 8, "0,1,2,3,4,5,6,7")])
+    pod = P.pod(gpus=1, annotations={"gpufleet.io/placement": "binpack"})
+    pod["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": P.A100}
+    ranking = Scorer().rank(state, parse_pod(pod), "binpack", ["full", "h100", "ok", "ghost"])
+    assert ranking.scores.tolist() == [0, 0, 10, 0]
+
+
+def test_when_nothing_fits_there_is_no_best_node_and_all_scores_are_zero():
+    state = state_of([P.node("small", gpus=2)])
+    _names, ranking = rank(state, "fgd", gpus=4)
+    assert ranking.best == -1 and ranking.scores.tolist() == [0]
+
+
+@pytest.mark.parametrize("policy", ["off", "nonsense"])
+def test_pods_that_did_not_opt_in_get_the_same_score_everywhere(policy):
+    state = state_of([P.node("a"), P.node("b", capacity_type="spot")], [running("x", "a", 3, "0,1,2")])
+    pod = parse_pod(P.pod(gpus=1))
+    ranking = Scorer().rank(state, pod, policy, ["a", "b", "zz"])
+    assert ranking.neutral and ranking.scores.tolist() == [0, 0, 0] and ranking.best == -1
+
+
+def test_ties_go_to_the_node_kube_scheduler_would_pack_first():
+    # Two nodes with equal FGD score (both can take the pod without new fragments); the fuller one wins.
+    state = state_of([P.node("a"), P.node("b")], [running("x", "b", 2, "0,1")])
+    names, ranking = rank(state, "binpack", names=["a", "b"])
+    assert best_of(names, ranking) == "b"
+
+
+def test_the_mix_is_learnt_from_running_gpu_pods_once_there_are_enough():
+    pods = [running(f"p{i}", f"n{i % 4}", 1, str(i // 4)) for i in range(24)]
+    state = state_of([P.node(f"n{i}") for i in range(4)], pods)
+    scorer = Scorer()
+    scorer.refresh_mix(state)
+    assert scorer.mix.shapes == ((1000, 1000, 1, ()),) and scorer.mix.probs == (1.0,)
+    few = Scorer()
+    few.refresh_mix(state_of([P.node("n")], pods[:4]))
+    assert len(few.mix) == 5  # the default mix until 20 GPU pods run
