@@ -12,6 +12,7 @@ import queue
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -117,8 +118,9 @@ class EventRecorder:
         self._instance = instance or socket.gethostname()
         self._thread: threading.Thread | None = None
 
-    def offer(self, pod: PodInfo, message: str) -> bool:
-        """Queue an Event for ``pod`` if the per-pod interval and the bucket allow; never blocks."""
+    def offer(self, pod: PodInfo, message: str | Callable[[], str]) -> bool:
+        """Queue an Event for ``pod`` if the per-pod interval and the bucket allow; never blocks.
+        ``message`` may be a function, called only when the event is kept."""
         now = self._clock.monotonic()
         with self._lock:
             last = self._last.get(pod.uid)
@@ -131,15 +133,16 @@ class EventRecorder:
             self._last.move_to_end(pod.uid)
             while len(self._last) > 10_000:
                 self._last.popitem(last=False)
+        text = message() if callable(message) else message
         try:
-            self._queue.put_nowait(event_body(pod, message, self._clock.now(), self._instance))
+            self._queue.put_nowait(event_body(pod, text, self._clock.now(), self._instance))
         except queue.Full:
             self._metrics.events.labels("dropped").inc()
             return False
         return True
 
     def decision(self, pod: PodInfo, ranking: Ranking, node: str) -> bool:
-        return self.offer(pod, decision_message(ranking, node))
+        return self.offer(pod, lambda: decision_message(ranking, node))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gpufleet-events", daemon=True)

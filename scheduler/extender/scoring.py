@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -148,8 +149,7 @@ class Scorer:
         if policy not in SCORED_POLICIES or cluster is None or request is None or request.num_gpu == 0:
             return neutral(len(names))
         self.refresh_mix(state)
-        index = cluster.index
-        rows = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        rows = rows_of(cluster.index, names)
         known = np.flatnonzero(rows >= 0)
         r = rows[known]
         mask = cluster.model_mask(pod.model_rule.resolve(cluster.model_names))
@@ -206,6 +206,11 @@ class Scorer:
         if not interruptible:
             cost = cost + cluster.spot[r] * (self.config.interruption_penalty * mean * gpus)
         return cost
+
+
+def rows_of(index: dict[str, int], names: Sequence[str]) -> np.ndarray:
+    """Row of every name, -1 for names the model does not have (a C-level loop: no Python frame per name)."""
+    return np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
 
 def _price_per_gpu_hour(cluster: Cluster, r: np.ndarray) -> np.ndarray:

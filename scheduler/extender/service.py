@@ -23,7 +23,7 @@ from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.nodes import parse_node
 from scheduler.extender.pods import GPU_IDS_ANNOTATION, PodInfo, parse_pod
 from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral
+from scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
 from scheduler.extender.state import ClusterState
 from scheduler.extender.wire import (
     BindingArgs,
@@ -117,8 +117,7 @@ class Extender:
         unresolvable: dict[str, str] = {}
         if request is None:
             return failed, unresolvable
-        index = cluster.index if cluster is not None else {}
-        rows = np.fromiter((index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        rows = rows_of(cluster.index if cluster is not None else {}, names)
         for i in np.flatnonzero(rows < 0):
             failed[names[i]] = "gpufleet: node not (yet) in the extender's cache"
         if cluster is None:
@@ -164,8 +163,9 @@ class Extender:
         self.metrics.decisions.labels(ranking.policy).inc()
         if ranking.best >= 0:
             node = names[ranking.best]
-            log.info("pod=%s policy=%s node=%s gpus=%s", pod.key, ranking.policy, node,
-                     ",".join(map(str, ranking.best_gpus)))
+            if log.isEnabledFor(logging.INFO):
+                log.info("pod=%s policy=%s node=%s gpus=%s", pod.key, ranking.policy, node,
+                         ",".join(map(str, ranking.best_gpus)))
             if self.events is not None:
                 self.events.decision(pod, ranking, node)
         return self._encoder.encode(names, ranking.scores.tolist())
