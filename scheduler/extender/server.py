@@ -211,8 +211,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer.extend((b"\r\n", body))
         self.flush_headers()
 
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("http %s %s %s", self.command, self.path, code)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s", format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("http %s", format % args)
 
 
 class ExtenderServer:

@@ -1,0 +1,111 @@
+"""List and watch feed the state: resourceVersions advance, 410 Gone relists, errors back off."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+
+from scheduler.extender.clock import FakeClock
+from scheduler.extender.errors import KubeAPIError, WatchExpired
+from scheduler.extender.informer import InformerConfig, informers
+from scheduler.extender.metrics import ExtenderMetrics
+from scheduler.extender.pricing import PriceCatalog
+from scheduler.extender.state import ClusterState
+
+from . import payloads as P
+from .fakes import FakeKubeAPI
+
+FAST = InformerConfig(watch_timeout_s=1, backoff_s=0.0, backoff_max_s=0.0)
+
+
+def setup(api: FakeKubeAPI):
+    state = ClusterState(clock=FakeClock())
+    metrics = ExtenderMetrics(CollectorRegistry())
+    nodes, pods, namespaces = informers(api, state, PriceCatalog.default(), metrics, FAST)
+    return state, metrics, nodes, pods, namespaces
+
+
+def with_version(obj, version):
+    obj["metadata"]["resourceVersion"] = version
+    return obj
+
+
+def test_the_first_list_syncs_and_the_watch_applies_events_in_order():
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000"), P.node("gpu-001")]
+    api.objects["pods"] = [P.pod("a", gpus=2, node_name="gpu-000", phase="Running",
+                                 annotations={"gpufleet.io/gpu-ids": "0,1"})]
+    api.objects["namespaces"] = [P.namespace("ml", "fgd")]
+    state, metrics, nodes, pods, namespaces = setup(api)
+    for informer in (nodes, pods):
+        api.watch_scripts[informer.resource] = []
+    nodes.step()
+    pods.step()
+    assert not state.synced
+    namespaces.step()
+    assert state.synced and state.namespace_placement("ml") == "fgd"
+    assert state.cluster.gpu_free[0, :3].tolist() == [0, 0, 1000]
+    api.watch_scripts["nodes"] = [("ADDED", with_version(P.node("gpu-002"), "101")),
+                                  ("BOOKMARK", {"metadata": {"resourceVersion": "150"}}),
+                                  ("DELETED", with_version(P.node("gpu-000"), "151"))]
+    api.watch_scripts["pods"] = [("MODIFIED", with_version(P.pod("b", gpus=1, node_name="gpu-001", phase="Running",
+                                                                 annotations={"gpufleet.io/gpu-ids": "7"}), "201"))]
+    nodes.step()
+    pods.step()
+    assert nodes.resource_version == "151" and pods.resource_version == "201"
+    assert set(state.cluster.index) == {"gpu-001", "gpu-002"}
+    assert state.cluster.gpu_free[state.cluster.index["gpu-001"], 7] == 0
+    assert ("watch", "nodes", "100") in api.calls
+    assert metrics.relists.labels("nodes")._value.get() == 1
+
+
+def test_410_gone_lists_again_and_other_errors_retry_from_the_same_version():
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000")]
+    state, metrics, nodes, *_ = setup(api)
+    api.watch_scripts["nodes"] = [("ADDED", with_version(P.node("gpu-001"), "120")),
+                                  WatchExpired("too old resource version", 410)]
+    api.fail_next("watch", KubeAPIError("connection reset"))
+    runner = threading.Thread(target=nodes.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and [c for c in api.calls if c[0] == "list"].__len__() < 2:
+        time.sleep(0.01)
+    nodes.stop()
+    runner.join(5)
+    lists = [c for c in api.calls if c == ("list", "nodes")]
+    watches = [c for c in api.calls if c[0] == "watch"]
+    assert len(lists) >= 2  # the start, then after 410
+    assert watches[0] == ("watch", "nodes", "100") and watches[1] == ("watch", "nodes", "100")  # retry, same RV
+    assert metrics.relists.labels("nodes")._value.get() >= 2
+    assert set(state.cluster.index) == {"gpu-000"}  # the relist replaced what the watch had added
+
+
+def test_bad_objects_from_a_watch_are_skipped_without_stopping_it():
+    api = FakeKubeAPI()
+    state, _, nodes, pods, _ = setup(api)
+    broken = P.node("broken")
+    broken["status"]["allocatable"]["cpu"] = "lots"
+    api.watch_scripts["nodes"] = [("ADDED", broken), ("ADDED", P.node("fine"))]
+    bad_pod = P.pod("bad")
+    bad_pod["spec"]["containers"] = "oops"
+    api.watch_scripts["pods"] = [("ADDED", bad_pod), ("ADDED", P.pod("ok", node_name="fine", phase="Running"))]
+    nodes.step()
+    pods.step()
+    assert set(state.cluster.index) == {"fine"} and len(state.ledger) == 1
+
+
+def test_pods_deleted_by_the_watch_give_their_gpus_back():
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000")]
+    running = P.pod("r", gpus=8, node_name="gpu-000", phase="Running")
+    api.objects["pods"] = [running]
+    state, _, nodes, pods, _ = setup(api)
+    nodes.step()
+    pods.step()
+    assert state.cluster.gpu_free.sum() == 0
+    api.watch_scripts["pods"] = [("DELETED", running)]
+    pods.step()
+    assert state.cluster.gpu_free.sum() == 8000
