@@ -99,7 +99,7 @@ for entry in "${components[@]}"; do
   built_any=1
   tmp="$(mktemp -d "$bin_dir/.build.XXXXXX")"
   names="$(for p in "${missing[@]}"; do binary_name "$p"; done | tr '\n' ' ')"
-  echo "build.sh: building ${names}from $here/$component (go build -p $parallel, nice $nice_level; on 2 cores the first build takes about 1 min for etcd, 2 for kwok, 8-10 for kubernetes)"
+  echo "build.sh: building ${names}from $here/$component (go build -p $parallel, nice $nice_level; on 2 cores a first build takes about 1 min for etcd, 1-2 for kwok, 7-9 for kubernetes)"
   start=$SECONDS
   for pkg in "${missing[@]}"; do
     name="$(binary_name "$pkg")"

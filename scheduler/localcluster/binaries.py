@@ -18,7 +18,7 @@ PINNED: dict[str, str] = {"kubernetes": "v1.37.2", "etcd": "v3.6.16", "kwok": "v
 #: Every binary that `gpufleet cluster up` starts.
 NAMES: tuple[str, ...] = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-BUILD_HINT = "run deploy/local/build.sh (about 20-40 min the first time on 2 cores, then cached)"
+BUILD_HINT = "run deploy/local/build.sh (about 10 min the first time on 2 cores, then cached)"
 
 
 class BinariesMissingError(RuntimeError):
