@@ -30,38 +30,54 @@ def _allowed(mask: np.int64, model: np.int32) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _node_frag(g, cpu_free, model, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob):
-    """Expected fragment (milli-GPU) of one node: sum over task types m of p_m * F_n(m)."""
+def _node_frag(g, cpu_free, model, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch):
+    """Expected fragment (milli-GPU) of one node: sum over task types m of p_m * F_n(m).
+
+    Tasks share few distinct per-GPU sizes, so the GPU counts and sums are computed once per size
+    (``levels``, descending) in one pass over the node's GPUs sorted descending, not once per task.
+    ``scratch`` is int64[3, max(G, U)]: sorted GPUs, then GPUs >= each level, then their sum.
+    """
+    width = g.shape[0]
     idle = 0
-    for i in range(g.shape[0]):
-        idle += g[i]
+    for i in range(width):  # insertion sort, descending; G is at most a few dozen
+        v = g[i]
+        idle += v
+        j = i
+        while j > 0 and scratch[0, j - 1] < v:
+            scratch[0, j] = scratch[0, j - 1]
+            j -= 1
+        scratch[0, j] = v
     if idle == 0:
         return 0.0
+    i = 0
+    above = 0
+    for u in range(levels.shape[0]):
+        while i < width and scratch[0, i] >= levels[u]:
+            above += scratch[0, i]
+            i += 1
+        scratch[1, u] = i
+        scratch[2, u] = above
     frag = 0.0
     for m in range(mix_prob.shape[0]):
-        milli = mix_milli[m]
-        if milli == 0 or not _allowed(mix_mask[m], model):
-            frag += mix_prob[m] * idle  # CPU-only task, or a GPU model the task cannot use
-            continue
-        fits = 0
-        small = 0
-        for i in range(g.shape[0]):
-            if g[i] >= milli:
-                fits += 1
-            else:
-                small += g[i]
-        if fits >= mix_num[m] and cpu_free >= mix_cpu[m]:
-            frag += mix_prob[m] * small  # task fits: only GPUs too small for it are fragment
+        u = level[m]
+        if u < 0 or not _allowed(mix_mask[m], model) or cpu_free < mix_cpu[m] or scratch[1, u] < mix_num[m]:
+            frag += mix_prob[m] * idle  # CPU-only task, wrong GPU model, or the task cannot run here
         else:
-            frag += mix_prob[m] * idle  # task cannot run here at all
+            frag += mix_prob[m] * (idle - scratch[2, u])  # it fits: GPUs too small for it are fragment
     return frag
 
 
+def _scratch(gpu_free: np.ndarray, mix: MixArrays) -> np.ndarray:
+    return np.empty((3, max(gpu_free.shape[1], len(mix.levels), 1)), dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
-def _frag_nodes(gpu_free, cpu_free, model, nodes, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, out):
+def _frag_nodes(gpu_free, cpu_free, model, nodes, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level,
+                scratch, out):
     for k in range(nodes.shape[0]):
         n = nodes[k]
-        out[n] = _node_frag(gpu_free[n], cpu_free[n], model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob)
+        out[n] = _node_frag(gpu_free[n], cpu_free[n], model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob,
+                            levels, level, scratch)
 
 
 @njit(cache=True, nogil=True)
@@ -93,7 +109,8 @@ def _quantised(delta_gain, quantise):
 
 @njit(cache=True, nogil=True)
 def _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli,
-                mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, quantise, out_score, out_gpu):
+                mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch, quantise,
+                out_score, out_gpu):
     width = gpu_free.shape[1]
     hyp = np.empty(width, dtype=gpu_free.dtype)
     share = num == 1 and milli < 1000
@@ -119,7 +136,8 @@ def _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mill
                 for j in range(width):
                     hyp[j] = g[j]
                 hyp[i] -= milli
-                after = _node_frag(hyp, cpu_after, model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob)
+                after = _node_frag(hyp, cpu_after, model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob,
+                                   levels, level, scratch)
                 s = _quantised(frag_before[n] - after, quantise)
                 if s > best:
                     best = s
@@ -134,7 +152,8 @@ def _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mill
                     if hyp[j] >= milli and (pick < 0 or hyp[j] < hyp[pick]):
                         pick = j
                 hyp[pick] -= milli
-            after = _node_frag(hyp, cpu_after, model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob)
+            after = _node_frag(hyp, cpu_after, model[n], mix_cpu, mix_milli, mix_num, mix_mask, mix_prob,
+                                   levels, level, scratch)
             out_score[n] = _quantised(frag_before[n] - after, quantise)
 
 
@@ -155,7 +174,7 @@ def node_fragmentation(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.nda
     if nodes is None:
         nodes = np.arange(gpu_free.shape[0], dtype=np.int64)
     _frag_nodes(gpu_free, cpu_free.astype(np.int64, copy=False), model.astype(np.int32, copy=False),
-                nodes.astype(np.int64, copy=False), *mix, out)
+                nodes.astype(np.int64, copy=False), *mix, _scratch(gpu_free, mix), out)
     return out
 
 
@@ -182,5 +201,5 @@ def fgd_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, fe
     score = np.empty(n, dtype=np.float64)
     gpu = np.empty(n, dtype=np.int32)
     _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, np.int64(cpu), np.int32(num),
-                np.int32(milli), *mix, bool(quantise), score, gpu)
+                np.int32(milli), *mix, _scratch(gpu_free, mix), bool(quantise), score, gpu)
     return score, gpu

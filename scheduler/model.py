@@ -7,8 +7,8 @@ kernel treats as "no capacity" without a special case. No I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class Cluster:
     index: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_nodes(cls, nodes: Sequence[Node]) -> "Cluster":
+    def from_nodes(cls, nodes: Sequence[Node]) -> Cluster:
         """Build an empty cluster (every GPU fully free) from node specs."""
         if not nodes:
             raise ModelError("a cluster needs at least one node")
@@ -197,7 +197,7 @@ class Cluster:
             self.pod_classes[node, pod.pod_class] += sign
         self.version[node] += 1
 
-    def copy(self) -> "Cluster":
+    def copy(self) -> Cluster:
         """A deep copy whose arrays can be changed independently."""
         arrays = {
             k: v.copy() if isinstance(v, np.ndarray) else v

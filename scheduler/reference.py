@@ -20,7 +20,8 @@ def node_frag(gpus: Sequence[int], cpu_free: int, model: int, mix: MixArrays) ->
     if idle == 0:
         return 0.0
     frag = 0.0
-    for cpu, milli, num, mask, prob in zip(*(a.tolist() for a in mix)):
+    for cpu, milli, num, mask, prob in zip(*(a.tolist() for a in (mix.cpu, mix.milli, mix.num, mix.mask,
+                                                                  mix.prob))):
         if milli == 0 or not allowed(mask, model):
             frag += prob * idle
         elif sum(1 for g in gpus if g >= milli) >= num and cpu_free >= cpu:

@@ -14,8 +14,8 @@ Ties between equal scores go to a seeded node priority order, as the paper's ren
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from scheduler.model import Cluster, Node, PodRequest
 from scheduler.policies import choose_gpus, make_policy, select_node
 from scheduler.workload import WorkloadMix
 
-ARRIVED_PERCENTS = range(0, 131)
+ARRIVED_PERCENTS = range(131)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ renormalise their shares to sum to one. No I/O here.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,8 @@ class MixArrays(NamedTuple):
     num: np.ndarray  # int32[M]
     mask: np.ndarray  # int64[M]
     prob: np.ndarray  # float64[M]
+    levels: np.ndarray  # int32[U]: the distinct per-GPU milli values > 0, descending
+    level: np.ndarray  # int32[M]: index of each task's milli in ``levels`` (-1 for CPU-only tasks)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class WorkloadMix:
     probs: tuple[float, ...]
 
     @classmethod
-    def from_pods(cls, pods: Iterable[PodRequest], popularity: float = DEFAULT_POPULARITY) -> "WorkloadMix":
+    def from_pods(cls, pods: Iterable[PodRequest], popularity: float = DEFAULT_POPULARITY) -> WorkloadMix:
         """The typical pods of an observed or planned pod list (the paper's rule)."""
         if not 0 < popularity <= 1:
             raise ValueError(f"popularity must be in (0, 1], got {popularity}")
@@ -66,7 +69,7 @@ class WorkloadMix:
         return cls(shapes=tuple(s for s, _ in kept), probs=tuple(c / cumulative for _, c in kept))
 
     @classmethod
-    def uniform(cls, shapes: Iterable[PodShape]) -> "WorkloadMix":
+    def uniform(cls, shapes: Iterable[PodShape]) -> WorkloadMix:
         shapes = tuple(shapes)
         return cls(shapes=shapes, probs=tuple(1.0 / len(shapes) for _ in shapes))
 
@@ -74,10 +77,14 @@ class WorkloadMix:
         return len(self.shapes)
 
     def arrays(self, cluster: Cluster) -> MixArrays:
+        milli = [s.gpu_milli for s in self.shapes]
+        levels = sorted({m for m in milli if m > 0}, reverse=True)
         return MixArrays(
             cpu=np.array([s.cpu_milli for s in self.shapes], dtype=np.int64),
-            milli=np.array([s.gpu_milli for s in self.shapes], dtype=np.int32),
+            milli=np.array(milli, dtype=np.int32),
             num=np.array([s.num_gpu for s in self.shapes], dtype=np.int32),
             mask=np.array([cluster.model_mask(s.gpu_models) for s in self.shapes], dtype=np.int64),
             prob=np.array(self.probs, dtype=np.float64),
+            levels=np.array(levels, dtype=np.int32),
+            level=np.array([levels.index(m) if m > 0 else -1 for m in milli], dtype=np.int32),
         )
