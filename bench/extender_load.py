@@ -98,6 +98,12 @@ def _start_server(mode: str, args: argparse.Namespace, workdir: Path) -> tuple[s
     return proc, json.loads(ready.read_text())["port"]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _server_p99(port: int, verb: str) -> float | None:
     """p99 of the extender's own latency histogram (upper bucket bound), in ms."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
@@ -157,11 +163,17 @@ def main(argv: list[str] | None = None) -> int:
                            args.nodes_per_request, requests)
             proc, port = _start_server(mode, args, workdir)
             try:
+                cpu_before = _cpu_seconds(proc.pid)
                 rows = _locust(port, requests, args, workdir, mode)
+                cpu = _cpu_seconds(proc.pid) - cpu_before
                 server_p99 = {verb: _server_p99(port, verb) for verb in ("filter", "prioritize", "bind")}
             finally:
                 proc.terminate()
                 proc.wait(10)
+            total = next((int(r["Request Count"]) for r in rows if r["Name"] == "Aggregated"), 0)
+            if total:
+                print(f"{mode:>6} server CPU: {cpu:.1f} s for {total} requests = {1000 * cpu / total:.2f} ms per "
+                      f"request ({cpu / args.duration:.0%} of one core)")
             for row in rows:
                 verb = row["Name"]
                 sp99 = server_p99.get(verb) if verb != "Aggregated" else None

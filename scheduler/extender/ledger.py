@@ -14,6 +14,7 @@ owner (``state.ClusterState``) serialises access. No I/O here.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -89,6 +90,9 @@ class Ledger:
         self._charges: dict[str, Charge] = {}
         self._by_node: dict[str, set[str]] = {}
         self._assumed: set[str] = set()
+        # (deadline, uid) of every deadline ever set; stale entries are skipped when popped, so finding
+        # what expired costs O(expired log n) rather than a scan of every assumed placement per request.
+        self._deadlines: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._placements)
@@ -116,6 +120,7 @@ class Ledger:
         self._by_node.setdefault(placement.node, set()).add(placement.uid)
         if placement.assumed:
             self._assumed.add(placement.uid)
+            heapq.heappush(self._deadlines, (placement.expires_at, placement.uid))
         if cluster is not None:
             self._charge(cluster, placement)
         return placement
@@ -132,6 +137,7 @@ class Ledger:
         p = self._placements.get(uid)
         if p is not None and p.assumed:
             self._placements[uid] = replace(p, expires_at=expires_at, bound=True)
+            heapq.heappush(self._deadlines, (expires_at, uid))
 
     def remove(self, cluster: Cluster | None, uid: str) -> Placement | None:
         p = self._placements.pop(uid, None)
@@ -149,7 +155,18 @@ class Ledger:
         return p
 
     def expired(self, now: float) -> list[str]:
-        return [uid for uid in self._assumed if self._placements[uid].expires_at <= now]  # type: ignore[operator]
+        """UIDs of assumed placements whose deadline is ``now`` or earlier."""
+        out = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, uid = heapq.heappop(heap)
+            p = self._placements.get(uid)
+            if p is not None and p.expires_at == deadline and uid not in out:
+                out.append(uid)
+        if len(heap) > 4 * len(self._assumed) + 1024:  # drop stale entries now and then
+            self._deadlines = [(d, u) for d, u in heap if u in self._assumed]
+            heapq.heapify(self._deadlines)
+        return out
 
     def charge_node(self, cluster: Cluster, node: str) -> None:
         """Charge the placements waiting for ``node`` (it just joined the model)."""

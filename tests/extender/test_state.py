@@ -177,3 +177,19 @@ def test_namespace_defaults_only_accept_known_policies():
     assert state.namespace_placement("ml") == "fgd" and state.namespace_placement("web") is None
     state.set_namespace("web", "cost")
     assert state.namespace_placement("web") == "cost"
+
+
+def test_a_bound_decision_waits_for_the_longer_deadline_and_stale_deadlines_are_ignored():
+    clock = FakeClock()
+    state = new_state(clock=clock)
+    state.assume("u1", "ml/a", "a", PodRequest(0, 0, 1, 1000), (0,), ttl_s=30)
+    state.mark_bound("u1")  # bound_ttl_s=300 from now
+    state.assume("u2", "ml/b", "a", PodRequest(0, 0, 1, 1000), (1,), ttl_s=30)
+    state.forget("u2")
+    state.assume("u2", "ml/b", "a", PodRequest(0, 0, 1, 1000), (1,), ttl_s=60)  # re-decided, later deadline
+    clock.advance(31)
+    assert state.expire() == 0
+    clock.advance(30)
+    assert state.expire() == 1 and state.ledger.get("u1") is not None
+    clock.advance(240)
+    assert state.expire() == 1 and len(state.ledger) == 0
