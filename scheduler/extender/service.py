@@ -105,7 +105,7 @@ class Extender:
             self.state.expire()
             self.state.forget(pod.uid)
             failed, unresolvable = self._filter_reasons(pod, names)
-        passed = [n for n in names if n not in failed and n not in unresolvable]
+        passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
 
     def _filter_reasons(self, pod: PodInfo, names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
