@@ -125,19 +125,19 @@ class Scorer:
             self._mix = mix
             self._mix_version += 1
 
-    def _policy(self, state: ClusterState) -> tuple[FGDPolicy, MixArrays]:
-        key = (state.generation, self._mix_version)
+    def _policy(self, cluster: Cluster, generation: int) -> tuple[FGDPolicy, MixArrays]:
+        key = (generation, self._mix_version)
         if self._key != key or self._fgd is None or self._mix_arrays is None:
             self._key = key
             self._fgd = FGDPolicy(self._mix)
-            self._mix_arrays = self._mix.arrays(state.cluster)  # type: ignore[arg-type]
+            self._mix_arrays = self._mix.arrays(cluster)
         return self._fgd, self._mix_arrays
 
     def fragmentation(self, state: ClusterState) -> np.ndarray:
         """F_n(M) of every row (milli-GPU), refreshed where rows changed."""
         if state.cluster is None:
             return np.zeros(0)
-        fgd, _ = self._policy(state)
+        fgd, _ = self._policy(state.cluster, state.generation)
         return fgd.fragmentation(state.cluster)
 
     # -- ranking -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class Scorer:
         model = cluster.gpu_model[r]
         ok = kernels.feasible_nodes(gpu_free, cpu_free, cluster.memory_free[r], model, request.cpu_milli,
                                     request.memory_mib, request.num_gpu, request.gpu_milli, mask)
-        fgd, mix = self._policy(state)
+        fgd, mix = self._policy(cluster, state.generation)
         share = np.full(len(r), -1, dtype=np.int32)
         delta: np.ndarray | None = None
         if policy == FGD:

@@ -21,7 +21,7 @@ from scheduler.extender.events import EventRecorder
 from scheduler.extender.ledger import pick_gpus
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import GPU_IDS_ANNOTATION, PodInfo, parse_pod
+from scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
 from scheduler.extender.pricing import PriceCatalog
 from scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
 from scheduler.extender.state import ClusterState
@@ -34,7 +34,7 @@ from scheduler.extender.wire import (
     encode_filter_result,
     encode_preemption_result,
 )
-from scheduler.model import GPU_MILLI
+from scheduler.model import GPU_MILLI, PodRequest
 from scheduler.policies.base import choose_gpus
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,10 @@ class Extender:
         return self._read_pod(args)  # unseen, or a Binding was posted already: the API knows where it went
 
     def _read_pod(self, args: BindingArgs) -> PodInfo | str:
+        if self.binder is None:
+            return "no API access"
         try:
-            obj = self.binder.get_pod(args.namespace, args.pod_name)  # type: ignore[union-attr]
+            obj = self.binder.get_pod(args.namespace, args.pod_name)
         except KubeAPIError as err:
             return f"reading pod {args.namespace}/{args.pod_name}: {err}"
         if obj is None:
@@ -285,9 +287,8 @@ class Extender:
         return encode_preemption_result(victims)
 
 
-def _decided_pod(args: BindingArgs, request) -> PodInfo:
-    from scheduler.extender.pods import ANY_MODEL
-
+def _decided_pod(args: BindingArgs, request: PodRequest) -> PodInfo:
+    """The pod being bound as its decision recorded it (bind's arguments carry no pod)."""
     return PodInfo(uid=args.uid, name=args.pod_name, namespace=args.namespace, node_name="", phase="Pending",
                    deleting=False, request=request, placement=None, interruptible=False, gpu_ids=None,
                    model_rule=ANY_MODEL)

@@ -186,20 +186,17 @@ class ClusterState:
             log.debug("pod=%s not accounted: %s", info.key, "; ".join(info.problems))
             return
         existing = self.ledger.get(info.uid)
-        same_place = existing is not None and existing.node == info.node_name and existing.request == request
-        if info.gpu_ids is not None and len(info.gpu_ids) == request.num_gpu:
-            gpus = info.gpu_ids
-        elif same_place:
-            gpus = existing.gpus  # type: ignore[union-attr]
+        if existing is not None and existing.node == info.node_name and existing.request == request:
+            gpus = info.gpu_ids if _ids_fit(info.gpu_ids, request) else existing.gpus
+            if gpus == existing.gpus:
+                self.ledger.confirm(info.uid)
+                return
         else:
-            gpus = ()  # chosen below, once the pod's old charge is off the node
-        if same_place and existing.gpus == gpus:  # type: ignore[union-attr]
-            self.ledger.confirm(info.uid)
-            return
+            gpus = info.gpu_ids if _ids_fit(info.gpu_ids, request) else ()
         self.ledger.remove(self.cluster, info.uid)
         row = self.cluster.index.get(info.node_name) if self.cluster is not None else None
-        if not gpus and row is not None:
-            gpus = pick_gpus(self.cluster, row, request)  # type: ignore[arg-type]
+        if not gpus and row is not None and self.cluster is not None:
+            gpus = pick_gpus(self.cluster, row, request)  # chosen once the pod's old charge is off
         self.ledger.add(self.cluster, Placement(info.uid, info.key, info.node_name, request, gpus, None))
 
     # -- namespaces ----------------------------------------------------------------------------
@@ -210,14 +207,14 @@ class ClusterState:
     def set_namespace(self, name: str, placement: str | None) -> None:
         with self.lock:
             self._touch()
-            if placement in PLACEMENTS:
-                self._namespaces[name] = placement  # type: ignore[assignment]
+            if placement is not None and placement in PLACEMENTS:
+                self._namespaces[name] = placement
             else:
                 self._namespaces.pop(name, None)
 
     def replace_namespaces(self, placements: dict[str, str | None]) -> None:
         with self.lock:
-            self._namespaces = {k: v for k, v in placements.items() if v in PLACEMENTS}  # type: ignore[misc]
+            self._namespaces = {k: v for k, v in placements.items() if v is not None and v in PLACEMENTS}
             self._touch()
 
     # -- decisions -----------------------------------------------------------------------------
@@ -259,6 +256,10 @@ class ClusterState:
                 p = self.ledger.remove(self.cluster, uid)
                 log.info("pod=%s node=%s decision expired before the pod was seen bound", p.pod, p.node)
             return len(expired)
+
+
+def _ids_fit(ids: tuple[int, ...] | None, request: PodRequest) -> bool:
+    return ids is not None and len(ids) == request.num_gpu
 
 
 def _most_common_models(nodes: list) -> list:
