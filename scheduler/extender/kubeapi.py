@@ -20,6 +20,9 @@ from scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
 log = logging.getLogger(__name__)
 
 PATHS = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods", "namespaces": "/api/v1/namespaces"}
+#: Finished pods hold nothing (kube-scheduler's own informer filters the same way); a pod that
+#: finishes leaves the selection, which a watch reports as DELETED.
+SELECTORS = {"pods": "status.phase!=Succeeded,status.phase!=Failed"}
 LIST_PAGE = 500
 
 
@@ -104,25 +107,27 @@ class KubernetesAPI:
 
     def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
         response = self._call(method, path, query, body)
+        data = response.data
+        response.release_conn()
         try:
-            return json.loads(response.data)
+            return json.loads(data)
         except ValueError as err:
             raise KubeAPIError(f"{method} {path}: reply is not JSON: {err}") from err
 
     def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
         items: list[dict[str, Any]] = []
-        query: dict[str, Any] = {"limit": LIST_PAGE}
+        query: dict[str, Any] = {"limit": LIST_PAGE, **_selector(resource)}
         while True:
             doc = self._json("GET", PATHS[resource], query)
             items.extend(doc.get("items") or [])
             meta = doc.get("metadata") or {}
             if not meta.get("continue"):
                 return items, str(meta.get("resourceVersion") or "")
-            query = {"limit": LIST_PAGE, "continue": meta["continue"]}
+            query = {"limit": LIST_PAGE, "continue": meta["continue"], **_selector(resource)}
 
     def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
-                 "timeoutSeconds": timeout_s}
+                 "timeoutSeconds": timeout_s, **_selector(resource)}
         response = self._call("GET", PATHS[resource], query, timeout=(10.0, timeout_s + 30.0))
         try:
             for line in _lines(response):
@@ -137,7 +142,7 @@ class KubernetesAPI:
                     raise WatchExpired(message, 410) if code == 410 else KubeAPIError(message, code)
                 yield kind, obj
         finally:
-            response.release_conn()
+            response.close()  # a stream left mid-way must not go back to the pool
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -150,14 +155,25 @@ class KubernetesAPI:
     def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
         body = binding_body(namespace, name, uid, node, annotations)
         try:
-            self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body).release_conn()
+            _done(self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body))
         except KubeAPIError as err:
             if err.status == 409:
                 raise BindConflict(str(err), 409) from err
             raise
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body).release_conn()
+        _done(self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
+
+
+def _done(response: Any) -> None:
+    """Read the rest of a reply before its connection goes back to the pool (an unread body would be
+    taken for the next reply on that connection)."""
+    _ = response.data
+    response.release_conn()
+
+
+def _selector(resource: str) -> dict[str, str]:
+    return {"fieldSelector": SELECTORS[resource]} if resource in SELECTORS else {}
 
 
 def _lines(response: Any) -> Iterator[bytes]:
