@@ -22,7 +22,7 @@ from autoscaler.agent.sampler import Sampler
 from autoscaler.agent.service import GpuAgentService, start_server
 from autoscaler.agent.web import WebServer
 from autoscaler.gpu.backend import OpenedBackend
-from autoscaler.gpu.clock import Clock, SystemClock
+from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.model import GpuError, Health
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.agent.service import AgentServiceError
     from autoscaler.agent.web import WebServerError
     from autoscaler.gpu.backend import open_backend
-    from autoscaler.gpu.clock import SystemClock
+    from scheduler.clock import SystemClock
     from autoscaler.gpu.model import GpuBackendUnavailable, GpuError
     from autoscaler.gpu.script import BUILTIN_SCRIPT, ScriptError
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autoscaler.gpu.clock import Clock
+from scheduler.clock import Clock
 from autoscaler.gpu.model import DriverInfo, GpuBackendUnavailable
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.reader import NvmlApi

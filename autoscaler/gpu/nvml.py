@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from autoscaler.gpu.clock import Clock, SystemClock
+from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.model import (
     DriverInfo,
     GpuBackendFailed,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pynvml
 
-from autoscaler.gpu.clock import Clock, SystemClock
+from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.script import GpuScript, Phase, Scenario
 
 _MIB = 1024 * 1024

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.extender.clock import Clock, SystemClock
+from scheduler.clock import Clock, SystemClock
 from scheduler.extender.events import EventConfig, EventRecorder
 from scheduler.extender.informer import Informer, InformerConfig, informers
 from scheduler.extender.kubeapi import KubeAPI

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from scheduler.extender.clock import Clock
+from scheduler.clock import Clock
 from scheduler.extender.errors import KubeAPIError
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.pods import PodInfo

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from scheduler.extender.clock import Clock, SystemClock
+from scheduler.clock import Clock, SystemClock
 from scheduler.extender.ledger import Ledger, Placement, pick_gpus
 from scheduler.extender.nodes import NodeInfo
 from scheduler.extender.nodetable import append_nodes, clear_row, same_gpus, update_row

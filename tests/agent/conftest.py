@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.gpu.clock import FakeClock
+from scheduler.clock import FakeClock
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.script import Scenario, builtin_scenario, parse_scenario
 from autoscaler.gpu.simulated import SimulatedNvml

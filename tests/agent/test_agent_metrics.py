@@ -14,7 +14,7 @@ from autoscaler.agent.history import AgentIdentity, SampleHistory
 from autoscaler.agent.metrics import AgentMetrics
 from autoscaler.agent.pods import StaticPodSource
 from autoscaler.agent.sampler import Sampler
-from autoscaler.gpu.clock import FakeClock
+from scheduler.clock import FakeClock
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.script import Scenario
 from autoscaler.gpu.simulated import SimulatedNvml

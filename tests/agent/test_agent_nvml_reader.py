@@ -13,7 +13,7 @@ import pynvml
 import pytest
 
 from autoscaler.gpu.backend import BUILTIN, open_backend
-from autoscaler.gpu.clock import FakeClock
+from scheduler.clock import FakeClock
 from autoscaler.gpu.model import GpuBackendFailed, GpuBackendUnavailable, Health
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.simulated import SimulatedNvml

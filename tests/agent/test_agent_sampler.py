@@ -10,7 +10,7 @@ from autoscaler.agent.history import Batch, SampleHistory
 from autoscaler.agent.podmap import PodAssignments
 from autoscaler.agent.pods import NoPodSource, PodSnapshot, StaticPodSource
 from autoscaler.agent.sampler import Sampler
-from autoscaler.gpu.clock import FakeClock
+from scheduler.clock import FakeClock
 from autoscaler.gpu.model import GpuBackendFailed, GpuError, GpuReading, Health
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.script import Scenario
@@ -131,7 +131,7 @@ def test_health_turns_red_when_passes_stop(reader: NvmlReader, sim: SimulatedNvm
 def test_the_sampler_thread_samples_at_its_interval_until_stopped(
     reader: NvmlReader, sim: SimulatedNvml, scenario: Scenario
 ) -> None:
-    from autoscaler.gpu.clock import SystemClock
+    from scheduler.clock import SystemClock
 
     history = SampleHistory(100)
     sampler = Sampler(reader, reader.devices(), StaticPodSource(scenario, sim), history, SystemClock(),
@@ -147,7 +147,7 @@ def test_the_sampler_thread_samples_at_its_interval_until_stopped(
 
 
 def test_the_sampler_loop_survives_a_crashing_reader(scenario: Scenario, sim: SimulatedNvml) -> None:
-    from autoscaler.gpu.clock import SystemClock
+    from scheduler.clock import SystemClock
 
     class Crashing:
         def __init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from scheduler.extender.clock import FakeClock
+from scheduler.clock import FakeClock
 from scheduler.extender.events import EventConfig, EventRecorder
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.nodes import parse_node

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.extender.clock import FakeClock
+from scheduler.clock import FakeClock
 from scheduler.extender.errors import KubeAPIError
 from scheduler.extender.events import EventConfig, EventRecorder, TokenBucket
 from scheduler.extender.metrics import ExtenderMetrics

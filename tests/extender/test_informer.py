@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.extender.clock import FakeClock
+from scheduler.clock import FakeClock
 from scheduler.extender.errors import KubeAPIError, WatchExpired
 from scheduler.extender.informer import InformerConfig, informers
 from scheduler.extender.metrics import ExtenderMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.extender.clock import FakeClock
+from scheduler.clock import FakeClock
 from scheduler.extender.nodes import parse_node
 from scheduler.extender.pods import parse_pod
 from scheduler.extender.pricing import PriceCatalog

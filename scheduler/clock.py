@@ -1,4 +1,5 @@
-"""Clocks passed into the GPU readers and the agent, so tests control time."""
+"""Clocks passed into everything that reads time (the extender's ledger, informers and event limiter,
+the agent's sampler and GPU readers), so tests control time. No I/O here."""
 
 from __future__ import annotations
 
@@ -8,42 +9,36 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Wall time for timestamps, monotonic time for intervals and durations."""
+    """Monotonic seconds for expiry and rates; wall seconds for timestamps written to the API."""
 
-    def now(self) -> float:
-        """Seconds since the Unix epoch."""
-        ...
+    def monotonic(self) -> float: ...
 
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin that never goes backwards."""
-        ...
+    def now(self) -> float: ...
 
 
 class SystemClock:
-    """The process's real clocks."""
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def now(self) -> float:
         return time.time()
 
-    def monotonic(self) -> float:
-        return time.monotonic()
-
 
 class FakeClock:
-    """A clock that only moves when told to; safe to share between threads."""
+    """Moves only when told to; safe to share between threads."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._lock = threading.Lock()
         self._wall = start
-        self._mono = 0.0
-
-    def now(self) -> float:
-        with self._lock:
-            return self._wall
+        self._mono = 1000.0
 
     def monotonic(self) -> float:
         with self._lock:
             return self._mono
+
+    def now(self) -> float:
+        with self._lock:
+            return self._wall
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
