@@ -22,8 +22,8 @@ from autoscaler.agent.sampler import Sampler
 from autoscaler.agent.service import GpuAgentService, start_server
 from autoscaler.agent.web import WebServer
 from autoscaler.gpu.backend import OpenedBackend
-from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.model import GpuError, Health
+from scheduler.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.agent.service import AgentServiceError
     from autoscaler.agent.web import WebServerError
     from autoscaler.gpu.backend import open_backend
-    from scheduler.clock import SystemClock
     from autoscaler.gpu.model import GpuBackendUnavailable, GpuError
     from autoscaler.gpu.script import BUILTIN_SCRIPT, ScriptError
+    from scheduler.clock import SystemClock
 
     if args.print_builtin_script:
         sys.stdout.write(BUILTIN_SCRIPT)

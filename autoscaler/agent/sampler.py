@@ -15,9 +15,9 @@ from typing import Protocol
 from autoscaler.agent.history import Batch, SampleHistory
 from autoscaler.agent.podmap import DeviceIndex, PodAssignments, join
 from autoscaler.agent.pods import PodSource
-from scheduler.clock import Clock
 from autoscaler.gpu.model import GpuDevice, GpuError
 from autoscaler.gpu.reader import GpuReader
+from scheduler.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.clock import Clock
 from autoscaler.gpu.model import DriverInfo, GpuBackendUnavailable
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.reader import NvmlApi
 from autoscaler.gpu.script import Scenario, builtin_scenario, load_scenario
 from autoscaler.gpu.simulated import SimulatedNvml
+from scheduler.clock import Clock
 
 BUILTIN = "<builtin>"  # the value of --simulate given without a script
 

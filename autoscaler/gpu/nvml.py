@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.model import (
     DriverInfo,
     GpuBackendFailed,
@@ -38,6 +37,7 @@ from autoscaler.gpu.model import (
     ProcessReading,
 )
 from autoscaler.gpu.reader import NvmlApi
+from scheduler.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pynvml
 
-from scheduler.clock import Clock, SystemClock
 from autoscaler.gpu.script import GpuScript, Phase, Scenario
+from scheduler.clock import Clock, SystemClock
 
 _MIB = 1024 * 1024
 _MAX_MIG_DEVICES = 7

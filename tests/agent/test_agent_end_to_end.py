@@ -15,10 +15,10 @@ from autoscaler.agent.app import Agent
 from autoscaler.agent.config import AgentConfig
 from autoscaler.agent.pods import KubeletPodSource
 from autoscaler.gpu.backend import BUILTIN, open_backend
-from scheduler.clock import SystemClock
 from autoscaler.kubelet.fake import FakeKubelet
 from autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient
 from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+from scheduler.clock import SystemClock
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from autoscaler.agent.history import AgentIdentity, SampleHistory
 from autoscaler.agent.metrics import AgentMetrics
 from autoscaler.agent.pods import StaticPodSource
 from autoscaler.agent.sampler import Sampler
-from scheduler.clock import FakeClock
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.script import Scenario
 from autoscaler.gpu.simulated import SimulatedNvml
+from scheduler.clock import FakeClock
 
 IDENTITY = AgentIdentity("node-a", "0.1.0", "simulated", "550.90.07", "12.550.90.07", "id-1", 1.7e9, 1.0)
 Samples = dict[str, list[tuple[dict[str, str], float]]]

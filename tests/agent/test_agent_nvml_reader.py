@@ -13,10 +13,10 @@ import pynvml
 import pytest
 
 from autoscaler.gpu.backend import BUILTIN, open_backend
-from scheduler.clock import FakeClock
 from autoscaler.gpu.model import GpuBackendFailed, GpuBackendUnavailable, Health
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.simulated import SimulatedNvml
+from scheduler.clock import FakeClock
 
 MakeReader = Callable[[dict[str, Any]], tuple[NvmlReader, SimulatedNvml]]
 

@@ -10,11 +10,11 @@ from autoscaler.agent.history import Batch, SampleHistory
 from autoscaler.agent.podmap import PodAssignments
 from autoscaler.agent.pods import NoPodSource, PodSnapshot, StaticPodSource
 from autoscaler.agent.sampler import Sampler
-from scheduler.clock import FakeClock
 from autoscaler.gpu.model import GpuBackendFailed, GpuError, GpuReading, Health
 from autoscaler.gpu.nvml import NvmlReader
 from autoscaler.gpu.script import Scenario
 from autoscaler.gpu.simulated import SimulatedNvml
+from scheduler.clock import FakeClock
 
 
 class FlakyPods:
