@@ -18,7 +18,7 @@ import numpy as np
 from scheduler.extender import preemption
 from scheduler.extender.errors import BindConflict, KubeAPIError, WireError
 from scheduler.extender.events import EventRecorder
-from scheduler.extender.ledger import pick_gpus
+from scheduler.extender.ledger import Placement, pick_gpus
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.nodes import parse_node
 from scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
@@ -157,7 +157,8 @@ class Extender:
                     self.metrics.expired.inc(expired)
                 self.state.forget(pod.uid)  # a retry: the pod's earlier decision must not count against it
                 ranking = self.scorer.rank(self.state, pod, policy, names)
-                if ranking.best >= 0 and pod.uid and pod.request is not None:
+                if ranking.best >= 0 and pod.uid and pod.request is not None \
+                        and _posted(self.state.ledger.get(pod.uid)) is None:
                     self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
                                       self.state.config.assume_ttl_s)
         self.metrics.decisions.labels(ranking.policy).inc()
@@ -177,6 +178,10 @@ class Extender:
             self.metrics.binds.labels("error").inc()
             return encode_binding_result("gpufleet extender runs without API access (--standalone) "
                                          "and cannot bind; remove bindVerb from the scheduler config")
+        with self.state.lock:
+            posted = _posted(self.state.ledger.get(args.uid)) if args.uid else None
+        if posted is not None:  # kube-scheduler retried a pod whose Binding already went through
+            return self._already_bound(args, posted.node)
         pod = self._pod_for_bind(args)
         if isinstance(pod, str):
             self.metrics.binds.labels("error").inc()
@@ -285,6 +290,14 @@ class Extender:
             for node, proposed in victims.items():
                 victims[node] = preemption.refine(cluster, self.state.ledger, node, pod.request, mask, proposed)
         return encode_preemption_result(victims)
+
+
+def _posted(placement: Placement | None) -> Placement | None:
+    """The placement if the pod is bound for sure: its Binding was posted, or the watch saw it bound.
+    A retry of such a pod (kube-scheduler gave up waiting on bind) must not move its charge."""
+    if placement is not None and (placement.bound or not placement.assumed):
+        return placement
+    return None
 
 
 def _decided_pod(args: BindingArgs, request: PodRequest) -> PodInfo:

@@ -115,6 +115,28 @@ def test_a_bind_to_another_node_before_the_watch_confirmed_keeps_the_posted_one(
     assert placement.node == "gpu-001" and free(rig, "gpu-003") == [1000] * 8
 
 
+def test_a_pod_scored_again_after_its_binding_was_posted_keeps_its_gpus(rig):
+    """kube-scheduler's bind call timed out (httpTimeout) while the extender's Binding still landed:
+    kube-scheduler retries the pod, which is scored and bound again before the watch shows it bound.
+    The posted placement must keep its node and GPUs, or a later pod is given the same GPUs."""
+    from scheduler.extender.pods import parse_pod
+
+    pod = P.pod("t-2", gpus=1, annotations=FGD)
+    uid = pod["metadata"]["uid"]
+    rig.api.add_pod(pod)
+    rig.state.upsert_pod(parse_pod(pod))  # the watch has seen it pending, not yet bound
+    node = best(prioritize(rig, pod))
+    assert bind(rig, pod, node) == {"Error": ""}
+    gpus = rig.state.ledger.get(uid).gpus
+    prioritize(rig, pod)  # the retry
+    other = next(n for n in NAMES if n != node)
+    assert "already bound to " + node in bind(rig, pod, other)["Error"]
+    placement = rig.state.ledger.get(uid)
+    assert placement is not None and (placement.node, placement.gpus) == (node, gpus)
+    assert free(rig, other) == [1000] * 8 and free(rig, node)[gpus[0]] == 0
+    assert len(rig.api.binds) == 1
+
+
 def test_bind_of_a_pod_the_extender_never_saw_reads_it_from_the_api(rig):
     pod = P.pod("unseen-0", gpus=3)
     rig.api.add_pod(pod)
