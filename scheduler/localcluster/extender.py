@@ -31,8 +31,12 @@ def readyz_url(port: int) -> str:
 
 
 def extender_process(port: int, kubeconfig: Path) -> ProcessSpec:
-    """``gpufleet extender --listen 127.0.0.1:PORT --kubeconfig KUBECONFIG``, with this Python."""
+    """``gpufleet -v extender --listen 127.0.0.1:PORT --kubeconfig KUBECONFIG``, with this Python.
+
+    ``-v`` logs at INFO: one line per decision (``pod=NS/NAME policy=P node=N gpus=G``) and per bind,
+    which is the extender's record of its top node per pod that tests and benchmarks read
+    (``scheduler.localcluster.decisions``); Events carry it too, but rate-limited."""
     return ProcessSpec(NAME, [
-        sys.executable, "-m", "scheduler.cli", "extender",
+        sys.executable, "-m", "scheduler.cli", "-v", "extender",
         "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig), "--prefix", f"{PREFIX}/",
     ])

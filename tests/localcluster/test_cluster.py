@@ -62,8 +62,8 @@ def test_unknown_profile_is_refused_with_the_choices(tmp_path):
 
 def test_the_extender_seam_runs_gpufleet_extender_on_loopback(tmp_path):
     spec = extender.extender_process(18888, tmp_path / "admin.kubeconfig")
-    assert spec.argv[:4] == [sys.executable, "-m", "scheduler.cli", "extender"]
-    assert spec.argv[4:] == ["--listen", "127.0.0.1:18888", "--kubeconfig", str(tmp_path / "admin.kubeconfig"),
+    assert spec.argv[:5] == [sys.executable, "-m", "scheduler.cli", "-v", "extender"]
+    assert spec.argv[5:] == ["--listen", "127.0.0.1:18888", "--kubeconfig", str(tmp_path / "admin.kubeconfig"),
                             "--prefix", "/v1/"]
     assert extender.extender_url(18888) == "http://127.0.0.1:18888/v1"
     from scheduler.cli import SUBCOMMANDS
