@@ -24,6 +24,8 @@ PATHS = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods", "namespaces": "/api/v
 #: finishes leaves the selection, which a watch reports as DELETED.
 SELECTORS = {"pods": "status.phase!=Succeeded,status.phase!=Failed"}
 LIST_PAGE = 500
+#: Connections kept to the API server (binds in flight at once, watches, events).
+POOL_SIZE = 64
 
 
 class KubeAPI(Protocol):
@@ -66,12 +68,15 @@ class KubernetesAPI:
         from kubernetes.config.config_exception import ConfigException
 
         try:
+            cfg = client.Configuration()
             if kubeconfig:
-                api_client = config.new_client_from_config(config_file=kubeconfig)
+                config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
             else:
-                cfg = client.Configuration()
                 config.load_incluster_config(client_configuration=cfg)
-                api_client = client.ApiClient(cfg)
+            # Binds run on one thread per kube-scheduler connection; with the default pool (5 x CPUs)
+            # a burst overflows it and every overflowing bind pays a new TLS handshake on both sides.
+            cfg.connection_pool_maxsize = POOL_SIZE
+            api_client = client.ApiClient(cfg)
         except (ConfigException, OSError, ValueError) as err:
             where = kubeconfig or "the in-cluster service account"
             raise KubeAPIError(f"loading Kubernetes credentials from {where}: {err}") from err

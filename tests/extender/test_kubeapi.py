@@ -162,3 +162,25 @@ def test_an_unreachable_api_server_is_a_kube_api_error():
             api.list("nodes")
     finally:
         api.close()
+
+
+def test_connect_reads_a_kubeconfig_and_keeps_a_connection_per_concurrent_bind(fake_api, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scheduler.extender.kubeapi import POOL_SIZE
+
+    server, _ = fake_api
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
+    api = KubernetesAPI.connect(str(kubeconfig))
+    try:
+        assert api._client.rest_client.pool_manager.connection_pool_kw["maxsize"] == POOL_SIZE >= 32
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: api.bind("ml", f"p-{i}", "", "gpu-000", {}), range(64)))
+        assert sum(1 for r in server.requests if r[1].endswith("/binding")) == 64
+    finally:
+        api.close()
