@@ -26,6 +26,7 @@ from scheduler.extender.server import ExtenderServer, ServerConfig
 from scheduler.extender.service import Extender
 from scheduler.extender.state import RESOURCES, ClusterState, StateConfig
 from scheduler.model import Node, PodRequest
+from scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,14 @@ class ExtenderApp:
     @classmethod
     def build(cls, host: str, port: int, api: KubeAPI | None, config: ExtenderConfig = ExtenderConfig(), *,
               metrics_address: tuple[str, int] | None = None, registry: CollectorRegistry | None = None,
-              clock: Clock | None = None, catalog: PriceCatalog | None = None) -> ExtenderApp:
+              clock: Clock | None = None, catalog: PriceCatalog | None = None,
+              mix: WorkloadMix | None = None) -> ExtenderApp:
         clock = clock or SystemClock()
         catalog = catalog or PriceCatalog.default()
         standalone = api is None
         state = ClusterState(config.state, clock, resources=("nodes",) if standalone else RESOURCES)
         metrics = ExtenderMetrics(registry)
-        scorer = Scorer(config.scoring)
+        scorer = Scorer(config.scoring, mix)
         metrics.watch_state(state, lambda: scorer.fragmentation(state))
         events = None
         if api is not None and config.events.rate_per_s > 0:

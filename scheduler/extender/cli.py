@@ -16,6 +16,10 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "nodes (default 1.0)")
     parser.add_argument("--events-per-second", type=float, default=2.0,
                         help="average rate of decision Events posted to the API (default 2; 0 turns them off)")
+    parser.add_argument("--workload-mix", metavar="PATH",
+                        help="pod list CSV (openb trace columns: name, cpu_milli, memory_mib, num_gpu, gpu_milli) "
+                             "whose typical pods FGD measures fragmentation against, instead of learning them "
+                             "from running pods")
     parser.add_argument("--ready-file", metavar="PATH",
                         help="write {\"pid\", \"port\"} as JSON here once serving")
 
@@ -53,6 +61,17 @@ def _address(value: str, option: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{option} {value!r}: expected HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _workload_mix(path: str) -> WorkloadMix:
+    """The typical pods of a pod list (the FGD paper's rule); ValueError says what is wrong."""
+    from scheduler.trace import TraceError, read_pods
+    from scheduler.workload import WorkloadMix
+
+    try:
+        return WorkloadMix.from_pods(read_pods(path))
+    except TraceError as err:
+        raise ValueError(f"--workload-mix: {err}") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                              "--events-per-second >= 0")
         if args.standalone and args.kubeconfig:
             raise ValueError("--standalone and --kubeconfig exclude each other")
+        mix = _workload_mix(args.workload_mix) if args.workload_mix else None
     except ValueError as err:
         print(f"gpufleet extender: {err}", file=sys.stderr)
         return 2
@@ -90,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             from scheduler.extender.kubeapi import KubernetesAPI
 
             api = KubernetesAPI.connect(args.kubeconfig)
-        app = ExtenderApp.build(host, port, api, config, metrics_address=metrics_address)
+        app = ExtenderApp.build(host, port, api, config, metrics_address=metrics_address, mix=mix)
     except (KubeAPIError, ServerError) as err:
         print(f"gpufleet extender: {err}", file=sys.stderr)
         return 3

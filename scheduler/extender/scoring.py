@@ -93,9 +93,13 @@ def neutral(count: int) -> Ranking:
 
 
 class Scorer:
-    def __init__(self, config: ScoringConfig = ScoringConfig()) -> None:
+    """``mix``: a fixed workload mix (``gpufleet extender --workload-mix``), used as given and never
+    re-learnt; None learns it from running GPU pods (``ScoringConfig``)."""
+
+    def __init__(self, config: ScoringConfig = ScoringConfig(), mix: WorkloadMix | None = None) -> None:
         self.config = config
-        self._mix = DEFAULT_MIX
+        self._mix = mix or DEFAULT_MIX
+        self._fixed_mix = mix is not None
         self._mix_at: float | None = None
         self._key: tuple[int, int] | None = None
         self._fgd: FGDPolicy | None = None
@@ -110,6 +114,8 @@ class Scorer:
 
     def refresh_mix(self, state: ClusterState) -> None:
         """Re-learn the mix from the running GPU pods when ``mix_refresh_s`` has passed."""
+        if self._fixed_mix:
+            return
         now = state.clock.monotonic()
         if self._mix_at is not None and now - self._mix_at < self.config.mix_refresh_s:
             return

@@ -59,6 +59,7 @@ def test_a_standalone_extender_serves_full_node_requests_and_stops_on_sigterm(tm
     (["--standalone", "--kubeconfig", "/x"], 2, "exclude each other"),
     (["--assume-ttl", "0", "--standalone"], 2, "must be > 0"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], 3, "loading Kubernetes credentials"),
+    (["--standalone", "--workload-mix", "/nonexistent/pods.csv"], 2, "--workload-mix"),
 ])
 def test_bad_options_and_missing_credentials_exit_with_a_message(argv, code, message, capsys):
     from scheduler.cli import main

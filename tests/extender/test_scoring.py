@@ -141,3 +141,13 @@ def test_the_mix_is_learnt_from_running_gpu_pods_once_there_are_enough():
     few = Scorer()
     few.refresh_mix(state_of([P.node("n")], pods[:4]))
     assert len(few.mix) == 5  # the default mix until 20 GPU pods run
+
+
+def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
+    from scheduler.workload import PodShape, WorkloadMix
+
+    fixed = WorkloadMix((PodShape(8000, 1000, 1, ()), PodShape(0, 1000, 8, ())), (0.5, 0.5))
+    pods = [running(f"p{i}", f"n{i % 4}", 1, str(i // 4)) for i in range(24)]
+    scorer = Scorer(mix=fixed)
+    scorer.refresh_mix(state_of([P.node(f"n{i}") for i in range(4)], pods))
+    assert scorer.mix == fixed
