@@ -81,6 +81,8 @@ class ClusterOptions:
     extender_url: str | None = None
     #: False: run kube-scheduler without an extender even when one could be started.
     start_extender: bool = True
+    #: More arguments for the extender `up` starts (e.g. ("--workload-mix", PATH)).
+    extender_args: tuple[str, ...] = ()
     #: Folder with the binaries (default: the build.sh cache for the pinned versions).
     bin_dir: Path | None = None
     #: The openb node list (default: bench/data/alibaba-gpu-v2023/ in the checkout).
@@ -103,6 +105,8 @@ class ClusterInfo:
     extender_url: str | None
     bin_dir: str
     seconds_to_ready: float
+    #: Extra arguments of the extender `up` started (restarts reuse them).
+    extender_args: list[str] = field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -233,6 +237,7 @@ class LocalCluster:
             profile=options.profile, nodes=len(specs), gpus=sum(s.gpus for s in specs),
             extender_url=extender_url, bin_dir=str(binaries.directory),
             seconds_to_ready=round(time.monotonic() - self._start, 1),
+            extender_args=list(options.extender_args) if started_extender else [],
         )
         (self.state_dir / STATE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
         self._say(f"ready: {info.nodes} nodes, {info.gpus} GPUs; kubeconfig {kubeconfig}")
@@ -254,7 +259,7 @@ class LocalCluster:
         if not extender.extender_available():
             self._say("no extender: this gpufleet has no `extender` subcommand yet; the scheduler runs without one")
             return None, False
-        self.processes.start(extender.extender_process(port, self.paths.admin_kubeconfig))
+        self.processes.start(extender.extender_process(port, self.paths.admin_kubeconfig, options.extender_args))
         waited = readiness.wait_until(
             "the gpufleet extender /readyz", readiness.http_ok(extender.readyz_url(port)), wait,
             check_alive=lambda: self.processes.check(extender.NAME))
@@ -331,7 +336,8 @@ class LocalCluster:
             "kube-scheduler": lambda: components.kube_scheduler(
                 binaries, self.paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE, info.extender_url),
             "kwok": lambda: components.kwok(binaries, self.paths, ports, repo_root / KWOK_CONFIG),
-            extender.NAME: lambda: extender.extender_process(info.ports["extender"], self.paths.admin_kubeconfig),
+            extender.NAME: lambda: extender.extender_process(info.ports["extender"], self.paths.admin_kubeconfig,
+                                                             info.extender_args),
         }
         if name not in specs or (name == extender.NAME and "extender" not in info.ports):
             raise ClusterError(f"cannot restart {name!r}; restartable: {', '.join(sorted(specs))}"

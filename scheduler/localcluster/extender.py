@@ -4,6 +4,7 @@ that subcommand exists and no ``--extender URL`` names one already running."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from scheduler.localcluster.processes import ProcessSpec
@@ -30,13 +31,15 @@ def readyz_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/readyz"
 
 
-def extender_process(port: int, kubeconfig: Path) -> ProcessSpec:
+def extender_process(port: int, kubeconfig: Path, extra_args: Sequence[str] = ()) -> ProcessSpec:
     """``gpufleet -v extender --listen 127.0.0.1:PORT --kubeconfig KUBECONFIG``, with this Python.
 
     ``-v`` logs at INFO: one line per decision (``pod=NS/NAME policy=P node=N gpus=G``) and per bind,
     which is the extender's record of its top node per pod that tests and benchmarks read
-    (``scheduler.localcluster.decisions``); Events carry it too, but rate-limited."""
+    (``scheduler.localcluster.decisions``); Events carry it too, but rate-limited. ``extra_args`` go
+    after the others (e.g. ``--workload-mix PATH``)."""
     return ProcessSpec(NAME, [
         sys.executable, "-m", "scheduler.cli", "-v", "extender",
         "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig), "--prefix", f"{PREFIX}/",
+        *extra_args,
     ])

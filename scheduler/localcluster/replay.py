@@ -113,10 +113,12 @@ def _queues(samples: Samples) -> tuple[bool, int]:
 def queue_and_schedule(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespace: str,
                        manifests: Sequence[dict[str, Any]], *, emit: Callable[[str], None] | None = None,
                        timeout_s: float = 600.0, poll_s: float = 0.25, collect: bool = True) -> SchedulingRun:
-    """Stop kube-scheduler, create ``manifests`` in ``namespace`` (which must exist), start the
-    scheduler and wait until the pods settle; with ``collect``, read the pods back."""
+    """Throughput: stop kube-scheduler, create ``manifests`` in ``namespace`` (which must exist),
+    start the scheduler and wait until the pods settle; with ``collect``, read the pods back.
+
+    The order in which kube-scheduler takes pods it finds at start is not their creation order, so
+    use :func:`schedule_in_order` where order matters."""
     say = emit or (lambda line: log.info("%s", line))
-    total = len(manifests)
     cluster.stop_component(SCHEDULER)
     try:
         create_s = loader.create(namespace, manifests, progress=say)
@@ -125,9 +127,36 @@ def queue_and_schedule(cluster: LocalCluster, info: ClusterInfo, loader: PodLoad
         before = usage.cpu_seconds(cluster.state_dir)
         launched = time.monotonic()
         cluster.start_component(SCHEDULER)
+    start_s = time.monotonic() - launched
+    say(f"kube-scheduler started ({start_s:.1f} s); scheduling {len(manifests):,} pods")
+    return _follow(cluster, info, loader, namespace, watch, len(manifests), launched, before, create_s, start_s,
+                   say, timeout_s, poll_s, collect)
+
+
+def schedule_in_order(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespace: str,
+                      manifests: Sequence[dict[str, Any]], *, emit: Callable[[str], None] | None = None,
+                      timeout_s: float = 600.0, poll_s: float = 0.25, collect: bool = True) -> SchedulingRun:
+    """Replay: create ``manifests`` one after the other while kube-scheduler runs, so its queue
+    (first in, first out among equal priorities) takes them in list order, and wait until they
+    settle. Times count from the first pod's creation."""
+    say = emit or (lambda line: log.info("%s", line))
+    watch = BindWatch(loader.core, namespace).start()
+    before = usage.cpu_seconds(cluster.state_dir)
+    launched = time.monotonic()
     try:
-        start_s = time.monotonic() - launched
-        say(f"kube-scheduler started ({start_s:.1f} s); scheduling {total:,} pods")
+        create_s = loader.create(namespace, manifests, progress=say, ordered=True)
+    except BaseException:
+        watch.stop()
+        raise
+    return _follow(cluster, info, loader, namespace, watch, len(manifests), launched, before, create_s, 0.0,
+                   say, timeout_s, poll_s, collect)
+
+
+def _follow(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespace: str, watch: BindWatch,
+            total: int, launched: float, before: dict[str, float], create_s: float, start_s: float,
+            say: Callable[[str], None], timeout_s: float, poll_s: float, collect: bool) -> SchedulingRun:
+    """Poll the scheduler and the bind watch until every pod is bound or waits as unschedulable."""
+    try:
         meter = Progress("pods settled", total, say, every_s=2.0)
         timeline: list[tuple[float, int]] = []
         deadline = launched + timeout_s

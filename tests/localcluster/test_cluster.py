@@ -66,6 +66,8 @@ def test_the_extender_seam_runs_gpufleet_extender_on_loopback(tmp_path):
     assert spec.argv[5:] == ["--listen", "127.0.0.1:18888", "--kubeconfig", str(tmp_path / "admin.kubeconfig"),
                             "--prefix", "/v1/"]
     assert extender.extender_url(18888) == "http://127.0.0.1:18888/v1"
+    more = extender.extender_process(18888, tmp_path / "k", ["--workload-mix", "/pods.csv"])
+    assert more.argv[-2:] == ["--workload-mix", "/pods.csv"]
     from scheduler.cli import SUBCOMMANDS
 
     assert extender.extender_available() == ("extender" in SUBCOMMANDS)
