@@ -15,6 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("scheduler.simulate_cli", "replay an openb trace with the FGD paper's protocol"),
     "cluster": ("scheduler.localcluster.cli", "run a local control plane with fake GPU nodes (up|down|status)"),
+    "demo": ("scheduler.demo", "replay an openb slice on the local cluster, with and without gpufleet"),
     "agent": ("autoscaler.agent.cli", "run the GPU node agent (NVML or --simulate; gRPC stream + /metrics)"),
     "extender": ("scheduler.extender.cli", "run the kube-scheduler extender (filter/prioritize/bind/preempt over HTTP)"),
 }

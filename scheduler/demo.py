@@ -1,0 +1,139 @@
+"""The gpufleet demo: a slice of the openb trace through the real kube-scheduler, with and without us.
+
+Builds the local control plane if needed (deploy/local/build.sh, about 10 min the first time), starts it
+with the gpufleet extender, replays a slice of the trace (a share of the pods opted in to FGD, the rest
+plain), then replays the same pods in the same order on a fresh cluster with the default scheduler
+alone, and reports GPUs allocated, fragmentation and $/hour of the occupied nodes, with a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=int, default=40, help="openb nodes, evenly spaced (default 40)")
+    parser.add_argument("--trace", default="multigpu50",
+                        help="openb pod list: default, multigpu50, gpushare40, ... (default multigpu50)")
+    parser.add_argument("--opt-in", type=float, default=0.8, help="share of pods annotated fgd (default 0.8)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the report and PNG go")
+    parser.add_argument("--keep", action="store_true", help="leave the gpufleet cluster running")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _ensure_binaries(root: Path) -> None:
+    from scheduler.localcluster.binaries import BinariesMissingError, find_binaries
+
+    try:
+        find_binaries()
+    except BinariesMissingError:
+        _say("Building the control plane from Go modules (first time only, about 10 min on 2 cores)...")
+        subprocess.run(["bash", str(root / "deploy/local/build.sh")], check=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scheduler.localcluster.cluster import (
+        OPENB_NODE_LIST,
+        ClusterError,
+        ClusterOptions,
+        LocalCluster,
+        find_repo_root,
+    )
+    from scheduler.localcluster.nodes import openb_nodes
+    from scheduler.localcluster.tracereplay import Plan, plan, replay, with_placement, write_pod_list
+
+    started = time.perf_counter()
+    try:
+        root = find_repo_root()
+        _ensure_binaries(root)
+        trace = root / f"bench/data/alibaba-gpu-v2023/openb_pod_list_{args.trace}.csv"
+        if not trace.is_file():
+            print(f"gpufleet demo: no trace {trace.name}; see bench/data/alibaba-gpu-v2023/", file=sys.stderr)
+            return 2
+        specs = openb_nodes(root / OPENB_NODE_LIST, args.nodes)
+        the_plan = plan(specs, trace, seed=args.seed, tune=1.3, policy="fgd", opt_in=args.opt_in)
+        args.out.mkdir(parents=True, exist_ok=True)
+        mix = write_pod_list(args.out / "workload-mix.csv", the_plan.trace)
+        _say(f"Replaying {len(the_plan.pods)} pods of openb_pod_list_{args.trace} ({the_plan.opted_in} opted in "
+             f"to fgd) on {len(specs)} nodes / {sum(s.gpus for s in specs)} GPUs, twice.")
+        results = {}
+        for label, the_run, extender_args in (
+            ("gpufleet", the_plan, ("--workload-mix", str(mix))),
+            ("default", Plan(with_placement(the_plan.pods, None), the_plan.mix, the_plan.trace,
+                             the_plan.seed, the_plan.tune), None),
+        ):
+            _say(f"\n[{label}] bringing the local cluster up "
+                 f"({'with' if extender_args else 'without'} the gpufleet extender)...")
+            options = ClusterOptions(state_dir=args.out / "state" / label, profile="openb", nodes=args.nodes,
+                                     start_extender=extender_args is not None,
+                                     extender_args=extender_args or ())
+            cluster = LocalCluster(options, progress=_say)
+            info = cluster.up()
+            keep = args.keep and label == "gpufleet"
+            try:
+                results[label] = replay(cluster, info, specs, the_run, label, emit=_say, timeout_s=600)
+            finally:
+                if keep:
+                    _say(f"[{label}] left running: export KUBECONFIG={info.kubeconfig}; "
+                         f"`gpufleet cluster down --state-dir {options.state_dir}` stops it")
+                else:
+                    cluster.down()
+    except (ClusterError, subprocess.CalledProcessError, OSError, ValueError) as err:
+        print(f"gpufleet demo: {err}", file=sys.stderr)
+        return 1
+    report = _report(results, time.perf_counter() - started)
+    (args.out / "report.txt").write_text(report)
+    _say("\n" + report)
+    png = _plot(results, args.out / "demo.png")
+    _say(f"Report: {args.out / 'report.txt'}; plot: {png}")
+    return 0
+
+
+def _report(results: dict, seconds: float) -> str:
+    ours, theirs = results["gpufleet"].allocation, results["default"].allocation
+    lines = [
+        f"{'':28}{'gpufleet (FGD)':>16}{'default only':>16}",
+        f"{'pods bound':28}{ours.bound:>16}{theirs.bound:>16}",
+        f"{'GPUs allocated (% of all)':28}{ours.alloc_pct:>15.1f}%{theirs.alloc_pct:>15.1f}%",
+        f"{'GPUs left unallocated':28}{ours.free_gpus:>16.1f}{theirs.free_gpus:>16.1f}",
+        f"{'  of which fragments':28}{ours.fragmented_gpus:>16.1f}{theirs.fragmented_gpus:>16.1f}",
+        f"{'occupied nodes':28}{ours.occupied_nodes:>16}{theirs.occupied_nodes:>16}",
+        f"{'$/hour of occupied nodes':28}{ours.cost_per_hour:>16,.2f}{theirs.cost_per_hour:>16,.2f}",
+    ]
+    gpufleet = results["gpufleet"]
+    if gpufleet.fidelity is not None:
+        lines.append(f"opted-in pods on the extender's top node: {gpufleet.fidelity.on_top_node} of "
+                     f"{gpufleet.fidelity.decided}")
+    problems = gpufleet.problems + results["default"].problems
+    lines.append("GPU double bookings: " + ("none" if not problems else "; ".join(problems)))
+    lines.append(f"(whole demo {seconds / 60:.1f} min)")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, style in (("gpufleet", "-"), ("default", "--")):
+        curve = results[label].allocation.alloc_at
+        xs = sorted(curve, key=int)
+        ax.plot([int(x) for x in xs], [curve[x] for x in xs], style, label=label)
+    ax.plot([0, 130], [0, 130], color="grey", linewidth=0.5)
+    ax.set(xlabel="arrived GPU demand (% of capacity)", ylabel="GPUs allocated (% of capacity)",
+           title="openb slice on the local cluster: real kube-scheduler", xlim=(0, 130), ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
