@@ -18,6 +18,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Seconds one watch request lasts before the thread starts the next (or leaves, once stopped).
+WATCH_S = 20
+
 
 class BindWatch:
     """Bind times (``time.monotonic()``) by pod name for one namespace."""
@@ -32,7 +35,6 @@ class BindWatch:
         self._bound: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._response: Any = None
         self.error: str | None = None
 
     def start(self) -> BindWatch:
@@ -50,15 +52,11 @@ class BindWatch:
         return (document.get("metadata") or {}).get("resourceVersion", "")
 
     def stop(self) -> None:
+        """Stop recording. The thread leaves at its next event or when its watch ends (at most
+        ``WATCH_S``); closing a response another thread reads from would block until then."""
         self._stop.set()
-        response = self._response
-        if response is not None:
-            try:
-                response.close()
-            except Exception as err:  # noqa: BLE001 - closing a stream that may already be gone
-                log.debug("closing the pod watch: %s", err)
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=0.2)
 
     @property
     def count(self) -> int:
@@ -70,7 +68,7 @@ class BindWatch:
             return dict(self._bound)
 
     def _see(self, pod: dict[str, Any], now: float) -> None:
-        if not (pod.get("spec") or {}).get("nodeName"):
+        if self._stop.is_set() or not (pod.get("spec") or {}).get("nodeName"):
             return
         name = (pod.get("metadata") or {}).get("name", "")
         with self._lock:
@@ -94,9 +92,8 @@ class BindWatch:
 
     def _watch_once(self, version: str, timeout_s: int) -> str:
         response = self._core.list_namespaced_pod(
-            self._namespace, watch=True, resource_version=version, timeout_seconds=min(timeout_s, 600),
+            self._namespace, watch=True, resource_version=version, timeout_seconds=min(timeout_s, WATCH_S),
             allow_watch_bookmarks=True, _preload_content=False)
-        self._response = response
         pending = b""
         try:
             for chunk in response.stream(65536, decode_content=False):
@@ -118,6 +115,5 @@ class BindWatch:
                     if event.get("type") in ("ADDED", "MODIFIED"):
                         self._see(obj, now)
         finally:
-            self._response = None
             response.release_conn()
         return version
