@@ -1,0 +1,248 @@
+"""kube-scheduler throughput with and without the gpufleet extender, side by side in one run, on the
+real control plane (`gpufleet cluster up`): N kwok nodes x 8 GPUs, P one-GPU pods annotated
+`gpufleet.io/placement: fgd` (profile gpufleet-scheduler in both runs).
+
+    python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--out bench/out/cluster]
+
+Each run brings up its own cluster (without the extender: `--no-extender`, since an extender in the
+config turns off kube-scheduler's pod-signature batching), queues the pods while kube-scheduler is
+stopped (the Python client creates pods slower than kube-scheduler binds them), starts it and times
+the binds through a pod watch. Reported per run: pods/s from the first bind to the last; latency
+percentiles from the scheduler's own histograms (scheduling attempt = algorithm + binding, the
+algorithm alone (which includes the extender's filter and prioritize), the pod SLI from first queueing
+to bind); the extender's own per-verb latency; placement fidelity (share of opted-in pods bound to
+the node the extender logged as its top choice); CPU seconds per component (where the time goes: the
+2 cores are shared by every component). `--nodes 250,1000` runs a ladder. Targets: with/without >= 80%,
+fidelity >= 99%. Writes a JSON of every number and a PNG (binds over time, CPU by component).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scheduler.localcluster.cluster import ClusterOptions, LocalCluster
+from scheduler.localcluster.decisions import fidelity, read_decisions
+from scheduler.localcluster.podloader import PodLoader
+from scheduler.localcluster.replay import (
+    ALGORITHM,
+    ATTEMPT,
+    SLI,
+    SchedulingRun,
+    extender_metrics_url,
+    latency_percentiles,
+    queue_and_schedule,
+)
+from scheduler.localcluster.scrape import scrape
+
+TARGET_RATIO = 0.80
+TARGET_FIDELITY = 0.99
+NAMESPACE = "bench"
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass
+class Result:
+    mode: str  # "without" or "with"
+    nodes: int
+    pods: int
+    bound: int
+    pods_per_s: float
+    pods_per_s_from_start: float
+    seconds: float
+    attempt_s: dict[float, float]
+    algorithm_s: dict[float, float]
+    sli_s: dict[float, float]
+    algorithm_mean_s: float
+    attempts: dict[str, float]
+    cpu_s: dict[str, float]
+    extender_s: dict[str, dict[float, float]] = field(default_factory=dict)
+    extender_mean_s: dict[str, float] = field(default_factory=dict)
+    fidelity: float = math.nan
+    fidelity_detail: str = ""
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+
+def pod(i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"b-{i:05d}", "annotations": {"gpufleet.io/placement": "fgd"}},
+            "spec": {"schedulerName": "gpufleet-scheduler", "terminationGracePeriodSeconds": 0,
+                     "automountServiceAccountToken": False, "enableServiceLinks": False,
+                     "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {
+                         "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "1"}}}]}}
+
+
+def mean(samples, name: str, **match: str) -> float:
+    count = samples.total(f"{name}_count", **match)
+    return samples.total(f"{name}_sum", **match) / count if count else math.nan
+
+
+def run_one(mode: str, nodes: int, pods: int, state_root: Path, say) -> Result:
+    with_extender = mode == "with"
+    options = ClusterOptions(state_dir=state_root / mode, profile="uniform", nodes=nodes, gpus_per_node=8,
+                             start_extender=with_extender, timeout_s=600)
+    cluster = LocalCluster(options, progress=lambda line: None)
+    say(f"[{mode} extender] cluster up: {nodes} nodes x 8 GPUs")
+    info = cluster.up()
+    try:
+        say(f"[{mode} extender] ready in {info.seconds_to_ready:.1f} s; queueing {pods:,} pods")
+        with PodLoader(info.kubeconfig) as loader:
+            loader.ensure_namespace(NAMESPACE)
+            run: SchedulingRun = queue_and_schedule(cluster, info, loader, NAMESPACE, [pod(i) for i in range(pods)],
+                                                    emit=lambda line: say(f"[{mode} extender] {line}"),
+                                                    timeout_s=1800)
+        m = run.metrics
+        result = Result(
+            mode=mode, nodes=nodes, pods=pods, bound=run.bound, pods_per_s=run.pods_per_s,
+            pods_per_s_from_start=run.pods_per_s_from_start, seconds=run.last_bind_s,
+            attempt_s=latency_percentiles(m, ATTEMPT, QUANTILES),
+            algorithm_s=latency_percentiles(m, ALGORITHM, QUANTILES),
+            sli_s=latency_percentiles(m, SLI, QUANTILES), algorithm_mean_s=mean(m, ALGORITHM),
+            attempts={s.labels.get("result", "?"): s.value for s in m.select("scheduler_schedule_attempts_total")},
+            cpu_s={k: round(v, 1) for k, v in run.cpu_s.items()}, timeline=run.timeline,
+        )
+        if with_extender:
+            samples = scrape(extender_metrics_url(info))
+            for verb in ("filter", "prioritize", "bind"):
+                result.extender_s[verb] = latency_percentiles(samples, "gpufleet_extender_request_duration_seconds",
+                                                              QUANTILES, verb=verb)
+                result.extender_mean_s[verb] = mean(samples, "gpufleet_extender_request_duration_seconds", verb=verb)
+            decisions = read_decisions(cluster.processes.log_path("gpufleet-extender"))
+            measured = fidelity(decisions, {f"{NAMESPACE}/{o.name}": o.node for o in run.outcomes if o.node})
+            result.fidelity = measured.share
+            result.fidelity_detail = (f"{measured.on_top_node}/{measured.bound} on the top node "
+                                      f"({measured.decided} decided); misses {list(measured.misses[:3])}")
+        return result
+    finally:
+        cluster.down()
+
+
+def ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{1000 * value:.1f}"
+
+
+def table(without: Result, with_: Result) -> str:
+    rows = [
+        ("pods bound", f"{without.bound:,}/{without.pods:,}", f"{with_.bound:,}/{with_.pods:,}"),
+        ("pods/s (first to last bind)", f"{without.pods_per_s:.1f}", f"{with_.pods_per_s:.1f}"),
+        ("pods/s (from scheduler start)", f"{without.pods_per_s_from_start:.1f}", f"{with_.pods_per_s_from_start:.1f}"),
+        ("seconds to the last bind", f"{without.seconds:.1f}", f"{with_.seconds:.1f}"),
+    ]
+    for label, attr in (("scheduling attempt", "attempt_s"), ("algorithm (incl. extender)", "algorithm_s"),
+                        ("pod SLI (queued to bound)", "sli_s")):
+        a, b = getattr(without, attr), getattr(with_, attr)
+        rows.append((f"{label} p50/p90/p99 ms", "/".join(ms(a[q]) for q in QUANTILES),
+                     "/".join(ms(b[q]) for q in QUANTILES)))
+    rows.append(("algorithm mean ms", ms(without.algorithm_mean_s), ms(with_.algorithm_mean_s)))
+    for verb, percentiles in with_.extender_s.items():
+        rows.append((f"extender {verb} p50/p99 (mean) ms", "-",
+                     f"{ms(percentiles[0.5])}/{ms(percentiles[0.99])} ({ms(with_.extender_mean_s[verb])})"))
+    rows.append(("attempts by result", _fmt(without.attempts), _fmt(with_.attempts)))
+    names = sorted(set(without.cpu_s) | set(with_.cpu_s))
+    for name in names:
+        rows.append((f"CPU s {name}", f"{without.cpu_s.get(name, 0):.1f}", f"{with_.cpu_s.get(name, 0):.1f}"))
+    rows.append(("CPU ms per pod (all components)", f"{1000 * sum(without.cpu_s.values()) / without.pods:.1f}",
+                 f"{1000 * sum(with_.cpu_s.values()) / with_.pods:.1f}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'':{width}}  {'without extender':>20}  {'with extender':>26}"]
+    lines += [f"{label:{width}}  {a:>20}  {b:>26}" for label, a, b in rows]
+    return "\n".join(lines)
+
+
+def _fmt(counts: dict[str, float]) -> str:
+    return " ".join(f"{k}={int(v)}" for k, v in sorted(counts.items()))
+
+
+def plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in results:
+        xs = [t for t, _ in r.timeline]
+        ys = [n for _, n in r.timeline]
+        left.plot(xs, ys, label=f"{r.mode} extender, {r.nodes} nodes ({r.pods_per_s:.0f} pods/s)")
+    left.set_xlabel("seconds since kube-scheduler started")
+    left.set_ylabel("pods bound")
+    left.legend()
+    left.set_title("binds over time")
+    names = sorted({n for r in results for n in r.cpu_s})
+    width = 0.8 / max(1, len(results))
+    for i, r in enumerate(results):
+        left_edges = [j + i * width for j in range(len(names))]
+        right.bar(left_edges, [r.cpu_s.get(n, 0) for n in names], width, label=f"{r.mode} extender, {r.nodes} nodes")
+    right.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(names))])
+    right.set_xticklabels(names, rotation=20, ha="right")
+    right.set_ylabel("CPU seconds during the run")
+    right.set_title("where the time goes")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="1000", help="node counts, comma-separated (default 1000)")
+    parser.add_argument("--pods", type=int, default=5000, help="one-GPU pods per run (default 5000)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode, alternating (default 1); medians")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/cluster"), help="JSON, PNG and cluster state")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {line}", flush=True)
+
+    everything: list[Result] = []
+    summary = []
+    for nodes in (int(n) for n in args.nodes.split(",")):
+        if nodes * 8 < args.pods:
+            print(f"--pods {args.pods} does not fit on {nodes} nodes x 8 GPUs", file=sys.stderr)
+            return 2
+        runs: dict[str, list[Result]] = {"without": [], "with": []}
+        for _ in range(args.repeat):
+            for mode in ("without", "with"):
+                runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say))
+        everything += runs["without"] + runs["with"]
+        without = _median(runs["without"])
+        with_ = _median(runs["with"])
+        ratio = with_.pods_per_s / without.pods_per_s
+        print(f"\n== {nodes} nodes x 8 GPUs, {args.pods:,} one-GPU pods (median of {args.repeat}) ==")
+        print(table(without, with_))
+        print(f"\nwith/without pods/s: {ratio:.0%} (target >= {TARGET_RATIO:.0%}: "
+              f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+        print(f"placement fidelity: {with_.fidelity:.2%} (target >= {TARGET_FIDELITY:.0%}: "
+              f"{'met' if with_.fidelity >= TARGET_FIDELITY else 'NOT met'}); {with_.fidelity_detail}")
+        summary.append({"nodes": nodes, "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
+                        "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
+                        "with_pods_per_s": [r.pods_per_s for r in runs["with"]]})
+    (args.out / "cluster_throughput.json").write_text(json.dumps(
+        {"summary": summary, "runs": [_jsonable(r) for r in everything]}, indent=1, default=str))
+    plot(everything, args.out / "cluster_throughput.png")
+    print(f"\nwrote {args.out / 'cluster_throughput.json'} and {args.out / 'cluster_throughput.png'} "
+          f"({time.monotonic() - started:.0f} s in all)")
+    return 0
+
+
+def _median(results: list[Result]) -> Result:
+    ordered = sorted(results, key=lambda r: r.pods_per_s)
+    return ordered[len(ordered) // 2] if len(ordered) % 2 else ordered[len(ordered) // 2 - 1]
+
+
+def _jsonable(result: Result) -> dict:
+    data = dict(vars(result))
+    data["timeline"] = result.timeline[:: max(1, len(result.timeline) // 200)]
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())
