@@ -9,7 +9,6 @@ alone, and reports GPUs allocated, fragmentation and $/hour of the occupied node
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,16 +29,16 @@ def _say(message: str) -> None:
 
 
 def _ensure_binaries(root: Path) -> None:
-    from scheduler.localcluster.binaries import BinariesMissingError, find_binaries
+    """Build the binaries if missing: build.sh's output streamed with the elapsed time, a heartbeat
+    with the time left while Go compiles, and Go found where its installers put it."""
+    from scheduler.localcluster.builder import ensure_binaries
 
-    try:
-        find_binaries()
-    except BinariesMissingError:
-        _say("Building the control plane from Go modules (first time only, about 10 min on 2 cores)...")
-        subprocess.run(["bash", str(root / "deploy/local/build.sh")], check=True)
+    ensure_binaries(root, _say)
 
 
 def run(args: argparse.Namespace) -> int:
+    from scheduler.localcluster.binaries import BinariesMissingError
+    from scheduler.localcluster.builder import BuildError
     from scheduler.localcluster.cluster import (
         OPENB_NODE_LIST,
         ClusterError,
@@ -48,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
         find_repo_root,
     )
     from scheduler.localcluster.nodes import openb_nodes
+    from scheduler.localcluster.podloader import PodLoadError
+    from scheduler.localcluster.processes import ProcessError
+    from scheduler.localcluster.readiness import NotReadyError
+    from scheduler.localcluster.replay import ReplayError
+    from scheduler.localcluster.scrape import ScrapeError
     from scheduler.localcluster.tracereplay import Plan, plan, replay, with_placement, write_pod_list
+    from scheduler.trace import TraceError
 
     started = time.perf_counter()
     try:
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                          f"`gpufleet cluster down --state-dir {options.state_dir}` stops it")
                 else:
                     cluster.down()
-    except (ClusterError, subprocess.CalledProcessError, OSError, ValueError) as err:
+    except (ClusterError, BinariesMissingError, BuildError, NotReadyError, ProcessError, PodLoadError, ReplayError,
+            ScrapeError, TraceError, OSError, ValueError) as err:
         print(f"gpufleet demo: {err}", file=sys.stderr)
         return 1
     report = _report(results, time.perf_counter() - started)
@@ -107,7 +113,12 @@ def _report(results: dict, seconds: float) -> str:
         f"{'  of which fragments':28}{ours.fragmented_gpus:>16.1f}{theirs.fragmented_gpus:>16.1f}",
         f"{'occupied nodes':28}{ours.occupied_nodes:>16}{theirs.occupied_nodes:>16}",
         f"{'$/hour of occupied nodes':28}{ours.cost_per_hour:>16,.2f}{theirs.cost_per_hour:>16,.2f}",
+        (f"{'  ... at 50% demand arrived':28}{ours.cost_at.get('50', float('nan')):>16,.2f}"
+         f"{theirs.cost_at.get('50', float('nan')):>16,.2f}"),
     ]
+    if ours.estimated_price_nodes or theirs.estimated_price_nodes:
+        lines.append(f"($/hour: node types the price catalog lacks are priced at the median $/GPU-hour of the "
+                     f"catalogued ones: {ours.estimated_price_nodes} and {theirs.estimated_price_nodes} nodes)")
     gpufleet = results["gpufleet"]
     if gpufleet.fidelity is not None:
         lines.append(f"opted-in pods on the extender's top node: {gpufleet.fidelity.on_top_node} of "

@@ -57,5 +57,8 @@ def self_cpu_seconds() -> float:
 def difference(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     """Per component, CPU seconds between two snapshots. A component restarted in between counts
     from its restart (its earlier process is gone, so its time is not in ``after``)."""
-    return {name: max(0.0, value - before.get(name, 0.0)) if value >= before.get(name, 0.0) else value
-            for name, value in after.items()}
+    result = {}
+    for name, value in after.items():
+        earlier = before.get(name, 0.0)
+        result[name] = value - earlier if value >= earlier else value
+    return result
