@@ -25,14 +25,15 @@ class Progress:
     """Counts done out of ``total`` and reports rate and time left through ``emit``."""
 
     def __init__(self, what: str, total: int, emit: Callable[[str], None], *, unit: str = "",
-                 every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 every_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 started: float | None = None) -> None:
         self.what = what
         self.total = max(0, total)
         self._emit = emit
         self._unit = unit
         self._every = every_s
         self._clock = clock
-        self._start = clock()
+        self._start = clock() if started is None else started  # the rate counts from here
         self._last_emit: float | None = None
         self.done = 0
 

@@ -157,7 +157,7 @@ def _follow(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespa
             say: Callable[[str], None], timeout_s: float, poll_s: float, collect: bool) -> SchedulingRun:
     """Poll the scheduler and the bind watch until every pod is bound or waits as unschedulable."""
     try:
-        meter = Progress("pods settled", total, say, every_s=2.0)
+        meter = Progress("pods settled", total, say, every_s=2.0, started=launched)
         timeline: list[tuple[float, int]] = []
         deadline = launched + timeout_s
         while True:
