@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -61,27 +62,35 @@ def ensure_binaries(repo_root: Path, emit: Callable[[str], None], timeout_s: flo
          f"(first build about {FIRST_BUILD_S / 60:.0f} min on 2 cores, then cached)")
     started = time.monotonic()
     done = threading.Event()
+    timed_out = threading.Event()
 
-    def heartbeat() -> None:
-        while not done.wait(heartbeat_s):
+    def watchdog(process: subprocess.Popen) -> None:
+        """A heartbeat while Go compiles in silence; kills the build after ``timeout_s``."""
+        while not done.wait(min(heartbeat_s, timeout_s)):
             elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                timed_out.set()
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # build.sh and the go processes it started
+                except ProcessLookupError:
+                    pass
+                return
             left = max(0.0, FIRST_BUILD_S - elapsed)
             emit(f"  still building: {format_seconds(elapsed)} so far"
                  + (f", about {format_seconds(left)} left on a first build" if left else ""))
 
-    threading.Thread(target=heartbeat, name="gpufleet-build-heartbeat", daemon=True).start()
-    try:
-        with subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              cwd=repo_root, text=True) as process:
+    with subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          cwd=repo_root, text=True, start_new_session=True) as process:
+        threading.Thread(target=watchdog, args=(process,), name="gpufleet-build-watchdog", daemon=True).start()
+        try:
             assert process.stdout is not None
             for line in process.stdout:
                 emit(f"  [{format_seconds(time.monotonic() - started):>10}] {line.rstrip()}")
-                if time.monotonic() - started > timeout_s:
-                    process.kill()
-                    raise BuildError(f"building the binaries took more than {format_seconds(timeout_s)}; stopped")
             code = process.wait()
-    finally:
-        done.set()
+        finally:
+            done.set()
+    if timed_out.is_set():
+        raise BuildError(f"building the binaries took more than {format_seconds(timeout_s)}; stopped it")
     if code != 0:
         raise BuildError(f"{script} failed (exit {code}); its output is above")
     emit(f"binaries built in {format_seconds(time.monotonic() - started)}")

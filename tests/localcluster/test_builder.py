@@ -62,3 +62,10 @@ def test_a_failing_build_is_an_error_with_its_exit_code(fresh_machine, tmp_path)
     with pytest.raises(BuildError, match="exit 7"):
         ensure_binaries(fresh_machine, lines.append)
     assert any("module lookup disabled" in line for line in lines)
+
+
+def test_a_build_that_hangs_is_stopped_at_its_deadline(fresh_machine, tmp_path):
+    _executable(tmp_path / "home" / "go" / "bin" / "go", "#!/bin/sh\n")
+    _executable(fresh_machine / BUILD_SCRIPT, "#!/bin/sh\nsleep 60\necho never\n")
+    with pytest.raises(BuildError, match="took more than"):
+        ensure_binaries(fresh_machine, lambda line: None, timeout_s=0.5, heartbeat_s=0.1)
