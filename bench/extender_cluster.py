@@ -18,7 +18,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
-from scheduler.extender.clock import SystemClock
+from scheduler.clock import SystemClock
 from scheduler.extender.metrics import ExtenderMetrics
 from scheduler.extender.nodes import parse_node
 from scheduler.extender.pods import parse_pod
