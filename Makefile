@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test venv binaries bench-fgd clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py $(wildcard proto/*/*/*.proto proto/*/*/*/*.proto)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI hook: build the local cluster's binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok) from deploy/local/, or reuse them from the cache keyed by version
+# kube-scheduler, kubectl, etcd, kwok) from deploy/local/, or reuse them from the cache keyed by version
 # (${GPUFLEET_CACHE:-$HOME/.cache/gpufleet}/bin/<versions>/). .ci/run calls this before pytest, so
 # the tests marked `cluster` find them; with CI=true a missing binary fails those tests.
 # First build: about 9-11 min on 2 cores (empty Go caches, downloads included); later runs: 1 s.
@@ -17,4 +17,5 @@ for binary in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 "$bin_dir/etcd" --version >/dev/null
 "$bin_dir/kwok" --version >/dev/null
+"$bin_dir/kubectl" version --client >/dev/null
 echo "build-k8s: binaries ready in $bin_dir ($((SECONDS - start)) s)"

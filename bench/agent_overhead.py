@@ -1,7 +1,7 @@
 """CPU and memory of the GPU node agent sampling simulated GPUs (target: 8 GPUs at 1 Hz <= 1% of a
 core and <= 60 MB RSS).
 
-Starts ``python -m autoscaler.agent --simulate`` as a subprocess for each row, lets it warm up,
+Starts ``python -m gpufleet.autoscaler.agent --simulate`` as a subprocess for each row, lets it warm up,
 then reads its CPU time and RSS from /proc over ``--seconds``. Rows: each GPU count of ``--gpus``,
 without clients and with one gRPC StreamSamples client plus a Prometheus scrape every 15 s; and a
 floor row: an idle interpreter that only imported grpc and prometheus_client.
@@ -60,7 +60,7 @@ def script_for(gpus: int, directory: Path) -> list[str]:
     """--simulate arguments: the built-in scenario for 8, else its GPUs repeated to ``gpus``."""
     if gpus == 8:
         return ["--simulate"]
-    from autoscaler.gpu.script import BUILTIN_SCRIPT
+    from gpufleet.autoscaler.gpu.script import BUILTIN_SCRIPT
 
     base = yaml.safe_load(BUILTIN_SCRIPT)
     data = {"name": f"bench-{gpus}", "gpus": [base["gpus"][i % 8] for i in range(gpus)],
@@ -73,7 +73,7 @@ def script_for(gpus: int, directory: Path) -> list[str]:
 def start_agent(args: list[str], directory: Path, interval: float) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     ready = directory / f"ready-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.agent", *args, "--listen", "127.0.0.1:0", "--metrics-listen",
+        [sys.executable, "-m", "gpufleet.autoscaler.agent", *args, "--listen", "127.0.0.1:0", "--metrics-listen",
          "127.0.0.1:0", "--interval", str(interval), "--ready-file", str(ready)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -94,7 +94,7 @@ class Clients(threading.Thread):
         super().__init__(daemon=True)
         import grpc
 
-        from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+        from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
 
         self.ports = ports
         self.channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc_port']}")

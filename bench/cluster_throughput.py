@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scheduler.localcluster.cluster import ClusterOptions, LocalCluster
-from scheduler.localcluster.decisions import fidelity, read_decisions
-from scheduler.localcluster.podloader import PodLoader
-from scheduler.localcluster.replay import (
+from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
+from gpufleet.scheduler.localcluster.decisions import fidelity, read_decisions
+from gpufleet.scheduler.localcluster.podloader import PodLoader
+from gpufleet.scheduler.localcluster.replay import (
     ALGORITHM,
     ATTEMPT,
     SLI,
@@ -40,7 +40,7 @@ from scheduler.localcluster.replay import (
     latency_percentiles,
     queue_and_schedule,
 )
-from scheduler.localcluster.scrape import scrape
+from gpufleet.scheduler.localcluster.scrape import scrape
 
 TARGET_RATIO = 0.80
 TARGET_FIDELITY = 0.99

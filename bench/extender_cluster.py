@@ -18,14 +18,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
-from scheduler.clock import SystemClock
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import parse_pod
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.scoring import Scorer
-from scheduler.extender.service import Extender
-from scheduler.extender.state import ClusterState
+from gpufleet.core.clock import SystemClock
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.pods import parse_pod
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.scoring import Scorer
+from gpufleet.scheduler.extender.service import Extender
+from gpufleet.scheduler.extender.state import ClusterState
 
 #: (instance type, nvidia.com/gpu.product, vCPU, memory GiB)
 SHAPES = [

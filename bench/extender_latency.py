@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.extender_cluster import POLICIES, cached_extender, pod, random_shape
-from scheduler import kernels
-from scheduler.extender.app import warm_up
-from scheduler.extender.pods import parse_pod
-from scheduler.extender.scoring import rows_of
-from scheduler.extender.wire import parse_scheduling_args
-from scheduler.policies.fgd import FGDPolicy
+from gpufleet.scheduler import kernels
+from gpufleet.scheduler.extender.app import warm_up
+from gpufleet.scheduler.extender.pods import parse_pod
+from gpufleet.scheduler.extender.scoring import rows_of
+from gpufleet.scheduler.extender.wire import parse_scheduling_args
+from gpufleet.scheduler.policies.fgd import FGDPolicy
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float, float]:

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 def serve(args: argparse.Namespace) -> int:
     """The ``names`` mode server: a cached extender over a synthetic cluster, plus pod churn."""
     from bench.extender_cluster import cached_extender
-    from scheduler.extender.app import warm_up
-    from scheduler.extender.server import ExtenderServer
+    from gpufleet.scheduler.extender.app import warm_up
+    from gpufleet.scheduler.extender.server import ExtenderServer
 
     warm_up()
     extender, metrics, _ = cached_extender(args.nodes, args.fill)
@@ -86,7 +86,7 @@ def _start_server(mode: str, args: argparse.Namespace, workdir: Path) -> tuple[s
     if mode == "names":
         argv = [sys.executable, __file__, "serve", "--nodes", str(args.nodes), "--ready-file", str(ready)]
     else:
-        argv = [sys.executable, "-m", "scheduler.cli", "extender", "--standalone", "--listen", "127.0.0.1:0",
+        argv = [sys.executable, "-m", "gpufleet.cli", "extender", "--standalone", "--listen", "127.0.0.1:0",
                 "--ready-file", str(ready)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(workdir / f"{mode}.log").open("w"))
     deadline = time.monotonic() + 120

@@ -20,11 +20,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
-from scheduler import kernels, reference
-from scheduler.model import Cluster
-from scheduler.policies import choose_gpus, make_policy, select_node
-from scheduler.trace import read_nodes, read_pods
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler import kernels, reference
+from gpufleet.scheduler.model import Cluster
+from gpufleet.scheduler.policies import choose_gpus, make_policy, select_node
+from gpufleet.scheduler.trace import read_nodes, read_pods
+from gpufleet.scheduler.workload import WorkloadMix
 
 DATA = ROOT / "data" / "alibaba-gpu-v2023"
 

@@ -30,15 +30,15 @@ TOLERANCE = {"fgd": 0.3}  # pp at 130% arrived; baselines 1.0
 POINTS = ("100", "130")
 
 sys.path.insert(0, str(ROOT.parent))
-from scheduler.policies import PAPER_NAMES, POLICIES
-from scheduler.simulate_cli import parse_seeds
+from gpufleet.scheduler.policies import PAPER_NAMES, POLICIES
+from gpufleet.scheduler.simulate_cli import parse_seeds
 
 _cache: dict = {}
 
 
 def run_one(trace: str, policy: str, seed: int) -> dict:
-    from scheduler.simulator import SimulationConfig, simulate
-    from scheduler.trace import read_nodes, read_pods
+    from gpufleet.scheduler.simulator import SimulationConfig, simulate
+    from gpufleet.scheduler.trace import read_nodes, read_pods
 
     if trace not in _cache:
         _cache[trace] = (read_nodes(DATA / "openb_node_list_gpu_node.csv"),

@@ -7,7 +7,7 @@ The nodes are the openb profile's (``--nodes`` evenly spaced over the trace's 1,
 trace's GPU pods in the simulator's order for those nodes (seeded shuffle, inflated to ``--tune`` x
 their GPU capacity), all opted in to FGD. Three placements of the same pods:
 
-- the simulator (``scheduler.simulator``, FGD, the trace's workload mix);
+- the simulator (``gpufleet.scheduler.simulator``, FGD, the trace's workload mix);
 - the real kube-scheduler with the gpufleet extender (`cluster up`, extender started with
   ``--workload-mix`` = the same pods, so FGD measures against the same typical pods);
 - the real kube-scheduler alone (`cluster up --no-extender`), the same pods un-annotated.
@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scheduler.localcluster.cluster import OPENB_NODE_LIST, ClusterOptions, LocalCluster, find_repo_root
-from scheduler.localcluster.nodes import openb_nodes
-from scheduler.localcluster.tracepods import DEFAULT_TRACE
-from scheduler.localcluster.tracereplay import (
+from gpufleet.scheduler.localcluster.cluster import OPENB_NODE_LIST, ClusterOptions, LocalCluster, find_repo_root
+from gpufleet.scheduler.localcluster.nodes import openb_nodes
+from gpufleet.scheduler.localcluster.tracepods import DEFAULT_TRACE
+from gpufleet.scheduler.localcluster.tracereplay import (
     Plan,
     ReplayResult,
     plan,

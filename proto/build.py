@@ -3,19 +3,23 @@
 The generated ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` files are written next to their
 ``.proto`` (``proto/gpufleet/v1/agent.proto`` -> ``proto/gpufleet/v1/agent_pb2.py``), with the
 directory above ``proto/`` as the include root, so the absolute imports that grpc emits
-(``from proto.gpufleet.v1 import agent_pb2``) resolve inside this package. They are git-ignored.
+are rewritten to the installed package name (``from proto.gpufleet.v1 import agent_pb2`` becomes
+``from gpufleet.proto.gpufleet.v1 import agent_pb2``). They are git-ignored.
 
 Staleness is decided by content, not mtimes: a stamp file holds the SHA-256 of every ``.proto``
 source (and of this generator's settings). A copy of the tree that reset mtimes, a fresh clone
 and CI all do the right thing: generate when the stamp does not match, otherwise nothing.
 
-Usage: imported contract packages call :func:`ensure_generated`; ``python -m proto.build``
-regenerates explicitly (use it when building an image whose site-packages will be read-only).
+Generation happens when the package is built (``setup.py``'s build step runs :func:`ensure_generated`,
+for wheels and editable installs alike), never at import: contract packages only call
+:func:`require_generated`, which says what to run when the modules are missing. After editing a
+``.proto`` in a checkout, run ``python -m gpufleet.proto.build`` (or reinstall).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 import os
 import sys
@@ -30,6 +34,8 @@ STAMP = PROTO_DIR / "_generated.stamp"
 # Bump when the protoc invocation below changes, so existing outputs are regenerated.
 GENERATOR_SETTINGS = "python_out+pyi_out+grpc_python_out v1"
 _SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+#: The import name of the folder that holds the sources, once installed.
+PACKAGE = "gpufleet.proto"
 
 
 class ProtoBuildError(RuntimeError):
@@ -68,14 +74,17 @@ def is_current(proto_dir: Path = PROTO_DIR) -> bool:
     return all(out.exists() for out in expected_outputs(sources))
 
 
-def generate(proto_dir: Path = PROTO_DIR) -> list[Path]:
-    """Run protoc over every source; returns the files written. Raises ProtoBuildError."""
+def generate(proto_dir: Path = PROTO_DIR, package: str = PACKAGE) -> list[Path]:
+    """Run protoc over every source; returns the files written. Raises ProtoBuildError.
+
+    protoc writes imports relative to the include root (``from proto.x import y``); they are rewritten
+    to ``package`` (``from gpufleet.proto.x import y``), the name the folder is installed under."""
     try:
         from grpc_tools import protoc
     except ImportError as err:
         raise ProtoBuildError(
             f"generating Python code from {proto_dir}/*.proto: grpcio-tools is not installed "
-            "(pip install grpcio-tools, or run `python -m proto.build` where it is)"
+            "(pip install grpcio-tools, or run `python -m gpufleet.proto.build` where it is)"
         ) from err
     include_root = proto_dir.parent
     sources = proto_sources(proto_dir)
@@ -98,6 +107,9 @@ def generate(proto_dir: Path = PROTO_DIR) -> list[Path]:
             produced = Path(tmp) / out.relative_to(include_root)
             if not produced.exists():
                 raise ProtoBuildError(f"generating {out}: protoc wrote no such file")
+            text = re.sub(rf"^(from|import) {re.escape(proto_dir.name)}\.", rf"\1 {package}.",
+                          produced.read_text(), flags=re.M)
+            produced.write_text(text)
             try:
                 os.replace(produced, out)
             except OSError as err:
@@ -117,6 +129,17 @@ def ensure_generated(proto_dir: Path = PROTO_DIR) -> None:
         generate(proto_dir)
     except OSError as err:
         raise ProtoBuildError(f"writing generated proto modules into {proto_dir}: {err}") from err
+
+
+def require_generated(proto_dir: Path = PROTO_DIR) -> None:
+    """Raise ProtoBuildError, saying what to run, when the generated modules are missing."""
+    missing = [out for out in expected_outputs(proto_sources(proto_dir)) if not out.exists()]
+    if missing:
+        raise ProtoBuildError(
+            f"the generated gRPC modules are missing ({missing[0].name} and {len(missing) - 1} more in "
+            f"{proto_dir}); they are built with the package: run `pip install -e .` again, or "
+            "`python -m gpufleet.proto.build` with grpcio-tools installed"
+        )
 
 
 def _well_known_include() -> Path:

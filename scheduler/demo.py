@@ -31,29 +31,29 @@ def _say(message: str) -> None:
 def _ensure_binaries(root: Path) -> None:
     """Build the binaries if missing: build.sh's output streamed with the elapsed time, a heartbeat
     with the time left while Go compiles, and Go found where its installers put it."""
-    from scheduler.localcluster.builder import ensure_binaries
+    from gpufleet.scheduler.localcluster.builder import ensure_binaries
 
     ensure_binaries(root, _say)
 
 
 def run(args: argparse.Namespace) -> int:
-    from scheduler.localcluster.binaries import BinariesMissingError
-    from scheduler.localcluster.builder import BuildError
-    from scheduler.localcluster.cluster import (
+    from gpufleet.scheduler.localcluster.binaries import BinariesMissingError
+    from gpufleet.scheduler.localcluster.builder import BuildError
+    from gpufleet.scheduler.localcluster.cluster import (
         OPENB_NODE_LIST,
         ClusterError,
         ClusterOptions,
         LocalCluster,
         find_repo_root,
     )
-    from scheduler.localcluster.nodes import openb_nodes
-    from scheduler.localcluster.podloader import PodLoadError
-    from scheduler.localcluster.processes import ProcessError
-    from scheduler.localcluster.readiness import NotReadyError
-    from scheduler.localcluster.replay import ReplayError
-    from scheduler.localcluster.scrape import ScrapeError
-    from scheduler.localcluster.tracereplay import Plan, plan, replay, with_placement, write_pod_list
-    from scheduler.trace import TraceError
+    from gpufleet.scheduler.localcluster.nodes import openb_nodes
+    from gpufleet.scheduler.localcluster.podloader import PodLoadError
+    from gpufleet.scheduler.localcluster.processes import ProcessError
+    from gpufleet.scheduler.localcluster.readiness import NotReadyError
+    from gpufleet.scheduler.localcluster.replay import ReplayError
+    from gpufleet.scheduler.localcluster.scrape import ScrapeError
+    from gpufleet.scheduler.localcluster.tracereplay import Plan, plan, replay, with_placement, write_pod_list
+    from gpufleet.scheduler.trace import TraceError
 
     started = time.perf_counter()
     try:

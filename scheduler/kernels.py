@@ -1,7 +1,7 @@
 """Numba kernels: feasibility, per-node fragmentation under a workload mix, and FGD's placement scores.
 
 No I/O and no Python objects here: arrays in, arrays out. Each kernel has a plain-Python twin in
-``scheduler.reference`` and a differential test. The public wrappers check shapes and dtypes once; the
+``gpufleet.scheduler.reference`` and a differential test. The public wrappers check shapes and dtypes once; the
 private ``_kernels`` are compiled with ``cache=True`` so a second process does not pay the JIT again.
 
 Units: CPU millicores, GPU milli (1000 = one GPU). A GPU slot at 0 free is indistinguishable from a
@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
-from scheduler.workload import MixArrays
+from gpufleet.scheduler.workload import MixArrays
 
 INFEASIBLE = -1.0
 

@@ -1,4 +1,4 @@
-"""Plain-Python twins of ``scheduler.kernels``, written for clarity, used by differential tests and the
+"""Plain-Python twins of ``gpufleet.scheduler.kernels``, written for clarity, used by differential tests and the
 kernel microbenchmark. They follow the FGD paper's definitions directly (see docs/designs/001-fgd-core.md)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from scheduler.workload import MixArrays
+from gpufleet.scheduler.workload import MixArrays
 
 GPU_MILLI = 1000
 

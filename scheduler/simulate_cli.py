@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from scheduler.policies import POLICIES
+from gpufleet.scheduler.policies import POLICIES
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scheduler.simulator import SimulationConfig, simulate
-    from scheduler.trace import TraceError, read_nodes, read_pods
+    from gpufleet.scheduler.simulator import SimulationConfig, simulate
+    from gpufleet.scheduler.trace import TraceError, read_nodes, read_pods
 
     try:
         nodes, pods = read_nodes(args.nodes), read_pods(args.pods)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scheduler import kernels
-from scheduler.model import Cluster, Node, PodRequest
-from scheduler.policies import choose_gpus, make_policy, select_node
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler import kernels
+from gpufleet.scheduler.model import Cluster, Node, PodRequest
+from gpufleet.scheduler.policies import choose_gpus, make_policy, select_node
+from gpufleet.scheduler.workload import WorkloadMix
 
 ARRIVED_PERCENTS = range(131)
 
@@ -101,7 +101,7 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
     pods = inflate(trace, capacity, config.tune, rng)
     rank = rng.permutation(len(cluster)) if config.seeded_tie_break else np.arange(len(cluster))
     mix = WorkloadMix.from_pods(trace)
-    from scheduler.policies.fgd import FGDOptions  # only FGD takes options
+    from gpufleet.scheduler.policies.fgd import FGDOptions  # only FGD takes options
 
     policy = make_policy(config.policy, mix=mix, rng=rng, options=FGDOptions(quantise=config.quantise))
     report_mix = mix.arrays(cluster)

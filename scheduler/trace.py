@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from scheduler.model import GPU_MILLI, ModelError, Node, PodRequest
+from gpufleet.scheduler.model import GPU_MILLI, ModelError, Node, PodRequest
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.model import Cluster, PodRequest
 
 DEFAULT_POPULARITY = 0.95
 

@@ -1,4 +1,4 @@
-"""``python -m autoscaler.agent``: the same as ``gpufleet agent``, without loading the other subcommands."""
+"""``python -m gpufleet.autoscaler.agent``: the same as ``gpufleet agent``, without loading the other subcommands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from autoscaler.agent import cli
+from gpufleet.autoscaler.agent import cli
 
 
 def main(argv: list[str] | None = None) -> int:

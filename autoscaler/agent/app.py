@@ -14,16 +14,16 @@ from importlib import metadata
 
 from prometheus_client import CollectorRegistry
 
-from autoscaler.agent.config import AgentConfig, grpc_address, split_host_port
-from autoscaler.agent.history import AgentIdentity, SampleHistory
-from autoscaler.agent.metrics import AgentMetrics
-from autoscaler.agent.pods import PodSource
-from autoscaler.agent.sampler import Sampler
-from autoscaler.agent.service import GpuAgentService, start_server
-from autoscaler.agent.web import WebServer
-from autoscaler.gpu.backend import OpenedBackend
-from autoscaler.gpu.model import GpuError, Health
-from scheduler.clock import Clock, SystemClock
+from gpufleet.autoscaler.agent.config import AgentConfig, grpc_address, split_host_port
+from gpufleet.autoscaler.agent.history import AgentIdentity, SampleHistory
+from gpufleet.autoscaler.agent.metrics import AgentMetrics
+from gpufleet.autoscaler.agent.pods import PodSource
+from gpufleet.autoscaler.agent.sampler import Sampler
+from gpufleet.autoscaler.agent.service import GpuAgentService, start_server
+from gpufleet.autoscaler.agent.web import WebServer
+from gpufleet.autoscaler.gpu.backend import OpenedBackend
+from gpufleet.autoscaler.gpu.model import GpuError, Health
+from gpufleet.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

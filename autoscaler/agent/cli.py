@@ -18,17 +18,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoscaler.agent.config import DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN
-from autoscaler.kubelet.podresources import DEFAULT_SOCKET
+from gpufleet.autoscaler.agent.config import DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN
+from gpufleet.autoscaler.kubelet.podresources import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
-    from autoscaler.agent.config import AgentConfig
-    from autoscaler.agent.pods import PodSource
-    from autoscaler.gpu.backend import OpenedBackend
+    from gpufleet.autoscaler.agent.config import AgentConfig
+    from gpufleet.autoscaler.agent.pods import PodSource
+    from gpufleet.autoscaler.gpu.backend import OpenedBackend
 
 log = logging.getLogger(__name__)
 
-_BUILTIN = "<builtin>"  # same value as autoscaler.gpu.backend.BUILTIN, without importing it here
+_BUILTIN = "<builtin>"  # same value as gpufleet.autoscaler.gpu.backend.BUILTIN, without importing it here
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,14 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoscaler.agent.app import Agent
-    from autoscaler.agent.config import AgentConfig, AgentConfigError
-    from autoscaler.agent.service import AgentServiceError
-    from autoscaler.agent.web import WebServerError
-    from autoscaler.gpu.backend import open_backend
-    from autoscaler.gpu.model import GpuBackendUnavailable, GpuError
-    from autoscaler.gpu.script import BUILTIN_SCRIPT, ScriptError
-    from scheduler.clock import SystemClock
+    from gpufleet.autoscaler.agent.app import Agent
+    from gpufleet.autoscaler.agent.config import AgentConfig, AgentConfigError
+    from gpufleet.autoscaler.agent.service import AgentServiceError
+    from gpufleet.autoscaler.agent.web import WebServerError
+    from gpufleet.autoscaler.gpu.backend import open_backend
+    from gpufleet.autoscaler.gpu.model import GpuBackendUnavailable, GpuError
+    from gpufleet.autoscaler.gpu.script import BUILTIN_SCRIPT, ScriptError
+    from gpufleet.core.clock import SystemClock
 
     if args.print_builtin_script:
         sys.stdout.write(BUILTIN_SCRIPT)
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pod_source(config: AgentConfig, backend: OpenedBackend, explicit_socket: bool) -> PodSource:
-    from autoscaler.agent.pods import KubeletPodSource, NoPodSource, StaticPodSource
-    from autoscaler.kubelet.podresources import PodResourcesClient
+    from gpufleet.autoscaler.agent.pods import KubeletPodSource, NoPodSource, StaticPodSource
+    from gpufleet.autoscaler.kubelet.podresources import PodResourcesClient
 
     if config.pod_resources_socket is None:
         return NoPodSource()

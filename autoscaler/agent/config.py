@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autoscaler.kubelet.podresources import DEFAULT_SOCKET
+from gpufleet.autoscaler.kubelet.podresources import DEFAULT_SOCKET
 
 DEFAULT_LISTEN = "0.0.0.0:9450"  # gRPC, gpufleet.v1.GpuAgent
 DEFAULT_METRICS_LISTEN = "0.0.0.0:9451"  # HTTP, /metrics and /healthz
@@ -20,7 +20,7 @@ class AgentConfig:
     listen: str = DEFAULT_LISTEN  # HOST:PORT for gRPC; port 0 picks a free port
     metrics_listen: str = DEFAULT_METRICS_LISTEN  # HOST:PORT for HTTP; port 0 picks a free port
     interval_s: float = 1.0  # sampling period, seconds
-    simulate: str | None = None  # None: NVML; a script path, or autoscaler.gpu.backend.BUILTIN
+    simulate: str | None = None  # None: NVML; a script path, or gpufleet.autoscaler.gpu.backend.BUILTIN
     pod_resources_socket: str | None = DEFAULT_SOCKET  # None: pod mapping off ("" on the command line)
     pod_refresh_s: float = 5.0  # how often the kubelet is asked who holds which GPU, seconds
     history: int = 300  # sampling passes kept for replay (5 min at 1 Hz)

@@ -11,8 +11,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from autoscaler.agent.podmap import PodAssignments
-from autoscaler.gpu.model import GpuReading
+from gpufleet.autoscaler.agent.podmap import PodAssignments
+from gpufleet.autoscaler.gpu.model import GpuReading
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from autoscaler.agent.history import AgentIdentity, Batch, SampleHistory
-from autoscaler.agent.podmap import PodAssignments, PodRef
-from autoscaler.gpu.model import GpuDevice, GpuReading, Health
+from gpufleet.autoscaler.agent.history import AgentIdentity, Batch, SampleHistory
+from gpufleet.autoscaler.agent.podmap import PodAssignments, PodRef
+from gpufleet.autoscaler.gpu.model import GpuDevice, GpuReading, Health
 
 _MIB = 1024 * 1024
 DEVICE_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "hostname", "GPU_I_PROFILE", "GPU_I_ID")

@@ -23,8 +23,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.gpu.model import GpuDevice
-from autoscaler.kubelet.podresources import ContainerDevices
+from gpufleet.autoscaler.gpu.model import GpuDevice
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
 
 _REPLICA_SUFFIX = re.compile(r"::\d+$")
 _LEGACY_MIG = re.compile(r"^mig-(gpu-[0-9a-f-]+)/(\d+)/(\d+)$")

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
 
 if TYPE_CHECKING:
-    from autoscaler.gpu.script import Scenario
-    from autoscaler.gpu.simulated import SimulatedNvml
+    from gpufleet.autoscaler.gpu.script import Scenario
+    from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
 
 log = logging.getLogger(__name__)
 

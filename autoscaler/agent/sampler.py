@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from autoscaler.agent.history import Batch, SampleHistory
-from autoscaler.agent.podmap import DeviceIndex, PodAssignments, join
-from autoscaler.agent.pods import PodSource
-from autoscaler.gpu.model import GpuDevice, GpuError
-from autoscaler.gpu.reader import GpuReader
-from scheduler.clock import Clock
+from gpufleet.autoscaler.agent.history import Batch, SampleHistory
+from gpufleet.autoscaler.agent.podmap import DeviceIndex, PodAssignments, join
+from gpufleet.autoscaler.agent.pods import PodSource
+from gpufleet.autoscaler.gpu.model import GpuDevice, GpuError
+from gpufleet.autoscaler.gpu.reader import GpuReader
+from gpufleet.core.clock import Clock
 
 log = logging.getLogger(__name__)
 

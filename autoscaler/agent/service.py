@@ -14,12 +14,12 @@ from typing import Any
 
 import grpc
 
-from autoscaler.agent.history import AgentIdentity, SampleHistory
-from autoscaler.agent.metrics import AgentMetrics
-from autoscaler.agent.podmap import PodAssignments
-from autoscaler.agent.wire import batch_message, inventory_message
-from autoscaler.gpu.model import GpuDevice
-from proto.gpufleet.v1 import agent_pb2_grpc
+from gpufleet.autoscaler.agent.history import AgentIdentity, SampleHistory
+from gpufleet.autoscaler.agent.metrics import AgentMetrics
+from gpufleet.autoscaler.agent.podmap import PodAssignments
+from gpufleet.autoscaler.agent.wire import batch_message, inventory_message
+from gpufleet.autoscaler.gpu.model import GpuDevice
+from gpufleet.proto.gpufleet.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from autoscaler.agent.history import AgentIdentity, Batch
-from autoscaler.agent.podmap import PodAssignments, PodRef
-from autoscaler.gpu.model import GpuDevice, GpuReading, Health
-from proto.gpufleet.v1 import agent_pb2
+from gpufleet.autoscaler.agent.history import AgentIdentity, Batch
+from gpufleet.autoscaler.agent.podmap import PodAssignments, PodRef
+from gpufleet.autoscaler.gpu.model import GpuDevice, GpuReading, Health
+from gpufleet.proto.gpufleet.v1 import agent_pb2
 
 _HEALTH = {
     Health.OK: agent_pb2.HEALTH_OK,

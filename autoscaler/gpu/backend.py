@@ -1,19 +1,19 @@
 """Choose and open the GPU backend: NVML on a GPU node, the simulator only when asked.
 
 Never silently: without ``simulate`` and without an NVIDIA driver, :func:`open_backend` raises
-:class:`~autoscaler.gpu.model.GpuBackendUnavailable` with a message saying what to do.
+:class:`~gpufleet.autoscaler.gpu.model.GpuBackendUnavailable` with a message saying what to do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autoscaler.gpu.model import DriverInfo, GpuBackendUnavailable
-from autoscaler.gpu.nvml import NvmlReader
-from autoscaler.gpu.reader import NvmlApi
-from autoscaler.gpu.script import Scenario, builtin_scenario, load_scenario
-from autoscaler.gpu.simulated import SimulatedNvml
-from scheduler.clock import Clock
+from gpufleet.autoscaler.gpu.model import DriverInfo, GpuBackendUnavailable
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.reader import NvmlApi
+from gpufleet.autoscaler.gpu.script import Scenario, builtin_scenario, load_scenario
+from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
+from gpufleet.core.clock import Clock
 
 BUILTIN = "<builtin>"  # the value of --simulate given without a script
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from autoscaler.gpu.model import (
+from gpufleet.autoscaler.gpu.model import (
     DriverInfo,
     GpuBackendFailed,
     GpuBackendUnavailable,
@@ -36,8 +36,8 @@ from autoscaler.gpu.model import (
     MigDevice,
     ProcessReading,
 )
-from autoscaler.gpu.reader import NvmlApi
-from scheduler.clock import Clock, SystemClock
+from gpufleet.autoscaler.gpu.reader import NvmlApi
+from gpufleet.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _text(value: str | bytes) -> str:
 
 
 class NvmlReader:
-    """A :class:`~autoscaler.gpu.reader.GpuReader` over the ``pynvml`` module or a look-alike."""
+    """A :class:`~gpufleet.autoscaler.gpu.reader.GpuReader` over the ``pynvml`` module or a look-alike."""
 
     def __init__(
         self,

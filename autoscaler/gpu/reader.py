@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from autoscaler.gpu.model import DriverInfo, GpuDevice, GpuReading
+from gpufleet.autoscaler.gpu.model import DriverInfo, GpuDevice, GpuReading
 
 
 class GpuReader(Protocol):
     """Reads every GPU of one node. ``open`` first; then ``devices`` and ``read_all`` any number of times.
 
-    Implementations raise only :class:`~autoscaler.gpu.model.GpuError` subclasses.
+    Implementations raise only :class:`~gpufleet.autoscaler.gpu.model.GpuError` subclasses.
     """
 
     def open(self) -> DriverInfo:
@@ -33,7 +33,7 @@ class GpuReader(Protocol):
 class NvmlApi(Protocol):
     """The part of the ``pynvml`` module (package ``nvidia-ml-py``) that :class:`NvmlReader` calls.
 
-    The real module satisfies it, and so does :class:`~autoscaler.gpu.simulated.SimulatedNvml`.
+    The real module satisfies it, and so does :class:`~gpufleet.autoscaler.gpu.simulated.SimulatedNvml`.
     Errors are ``pynvml.NVMLError`` subclasses in both.
     """
 

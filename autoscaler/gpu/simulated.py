@@ -1,7 +1,7 @@
 """An NVML look-alike that plays a utilisation script, for this machine, CI and controller tests.
 
 :class:`SimulatedNvml` has the functions of the ``pynvml`` module that
-:class:`~autoscaler.gpu.nvml.NvmlReader` calls, with NVML's behaviour where it matters: handles,
+:class:`~gpufleet.autoscaler.gpu.nvml.NvmlReader` calls, with NVML's behaviour where it matters: handles,
 ``Uninitialized`` before ``nvmlInit``, ``GpuIsLost`` once a GPU falls off the bus, ``NotSupported``
 for device utilisation in MIG mode, ``NotFound`` from process utilisation on an idle GPU and for
 empty MIG slots. Errors are the real ``pynvml.NVMLError_*`` classes. So the simulated agent runs
@@ -23,8 +23,8 @@ from typing import Any
 
 import pynvml
 
-from autoscaler.gpu.script import GpuScript, Phase, Scenario
-from scheduler.clock import Clock, SystemClock
+from gpufleet.autoscaler.gpu.script import GpuScript, Phase, Scenario
+from gpufleet.core.clock import Clock, SystemClock
 
 _MIB = 1024 * 1024
 _MAX_MIG_DEVICES = 7

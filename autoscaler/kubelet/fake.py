@@ -14,8 +14,8 @@ from typing import Any, Self
 
 import grpc
 
-from autoscaler.kubelet.podresources import ContainerDevices
-from proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
+from gpufleet.proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
 
 
 class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):

@@ -61,7 +61,7 @@ class PodResourcesClient:
     def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout_s: float = 2.0) -> None:
         import grpc
 
-        from proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
+        from gpufleet.proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
 
         self._grpc = grpc
         self._pb2 = api_pb2

@@ -3,7 +3,7 @@
 Run by ``bench/gpu_check/run.sh`` on a machine with an NVIDIA GPU (needs no network). Steps:
 
 1. time a sampling pass through the real NVML calls (NvmlReader.read_all), and each NVML call alone;
-2. start ``python -m autoscaler.agent`` against the real driver (no kubelet), on ephemeral ports;
+2. start ``python -m gpufleet.autoscaler.agent`` against the real driver (no kubelet), on ephemeral ports;
 3. stream samples over gRPC while the GPU idles, then while a PyTorch matmul load runs (skipped,
    and said so, when torch or CUDA is missing), then after it;
 4. scrape /metrics during the load and parse it with prometheus_client's parser;
@@ -85,11 +85,11 @@ def nvml_direct(passes: int, simulate: bool) -> dict[str, Any]:
     """Time NvmlReader.read_all and each NVML call it makes, against the real driver."""
     import pynvml
 
-    from autoscaler.gpu.nvml import NvmlReader
+    from gpufleet.autoscaler.gpu.nvml import NvmlReader
 
     if simulate:  # dry run of this script on a machine without a GPU
-        from autoscaler.gpu.script import builtin_scenario
-        from autoscaler.gpu.simulated import SimulatedNvml
+        from gpufleet.autoscaler.gpu.script import builtin_scenario
+        from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
 
         api: Any = SimulatedNvml(builtin_scenario())
     else:
@@ -181,7 +181,7 @@ class Stream(threading.Thread):
         super().__init__(daemon=True)
         import grpc
 
-        from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+        from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
 
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = agent_pb2_grpc.GpuAgentStub(self.channel)
@@ -261,7 +261,7 @@ def main() -> int:
     ready.unlink(missing_ok=True)
     agent_log = open(Path(args.out).with_name("agent.log"), "w")  # noqa: SIM115 - closed in the finally below
     agent = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.agent", "-v", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [sys.executable, "-m", "gpufleet.autoscaler.agent", "-v", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", str(args.interval), "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if args.simulate else [])],
         cwd=ROOT, stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -281,7 +281,7 @@ def main() -> int:
         def inventory() -> Any:
             from google.protobuf.json_format import MessageToDict
 
-            from proto.gpufleet.v1 import agent_pb2
+            from gpufleet.proto.gpufleet.v1 import agent_pb2
 
             stream_probe = Stream(ports["grpc_port"])
             return MessageToDict(stream_probe.stub.GetInventory(agent_pb2.GetInventoryRequest(), timeout=10),

@@ -2,7 +2,7 @@
 
 1. RSS of a fresh interpreter after each stage: bare, + grpc/protobuf/prometheus_client, + pynvml,
    + nvmlInit, + the agent's reader opened and 10 passes, + the whole agent module graph;
-2. the agent itself (``python -m autoscaler.agent``, NVML, 1 Hz, no clients) for ``--seconds``:
+2. the agent itself (``python -m gpufleet.autoscaler.agent``, NVML, 1 Hz, no clients) for ``--seconds``:
    CPU % of a core, RSS, and the mean sampling pass from its own histogram; once with the default
    environment and once with MALLOC_ARENA_MAX=2 (fewer glibc arenas; it made no difference here).
 
@@ -42,10 +42,10 @@ if not simulate:
     pynvml.nvmlInit()
     out.append(("+ nvmlInit", rss()))
     pynvml.nvmlShutdown()
-from autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
 if simulate:
-    from autoscaler.gpu.script import builtin_scenario
-    from autoscaler.gpu.simulated import SimulatedNvml
+    from gpufleet.autoscaler.gpu.script import builtin_scenario
+    from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
     reader = NvmlReader(SimulatedNvml(builtin_scenario()))
 else:
     reader = NvmlReader()
@@ -53,8 +53,8 @@ reader.open()
 for _ in range(10):
     reader.read_all()
 out.append(("+ reader opened, 10 passes", rss()))
-import autoscaler.agent.app, autoscaler.agent.cli, autoscaler.agent.pods
-from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+import gpufleet.autoscaler.agent.app, gpufleet.autoscaler.agent.cli, gpufleet.autoscaler.agent.pods
+from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
 out.append(("+ agent modules and generated protos", rss()))
 print(json.dumps(out))
 """
@@ -72,7 +72,7 @@ def proc_stats(pid: int) -> tuple[float, float, float, int, float]:
 def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir: Path) -> dict[str, Any]:
     ready = workdir / f"ready-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [sys.executable, "-m", "gpufleet.autoscaler.agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", "1", "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if simulate else [])],
         cwd=ROOT, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -34,7 +34,7 @@ for name in ("grpc", "google.protobuf", "grpc_tools", "prometheus_client", "yaml
 PY
 
 echo "== generate protos"
-"$PY" -m proto.build || exit 2
+"$PY" -m gpufleet.proto.build || exit 2
 
 echo "== check"
 PYTHONUNBUFFERED=1 "$PY" bench/gpu_check/check.py --out "$OUT_DIR/gpu_check.json" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local dev cluster's binaries from Go modules: kube-apiserver, kube-controller-manager,
-# kube-scheduler (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
+# kube-scheduler and kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3) and kwok (sigs.k8s.io/kwok).
 #
 # The versions are pinned by the go.mod files next to this script (one module per component,
 # because each pins its own k8s.io/* and etcd library versions). Binaries go to a cache outside
@@ -62,7 +62,7 @@ fi
 components=(
   "etcd go.etcd.io/etcd/server/v3"
   "kwok sigs.k8s.io/kwok/cmd/kwok"
-  "kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
 )
 
 binary_name() {

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.clock import Clock, SystemClock
-from scheduler.extender.events import EventConfig, EventRecorder
-from scheduler.extender.informer import Informer, InformerConfig, informers
-from scheduler.extender.kubeapi import KubeAPI
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.nodes import NodeInfo
-from scheduler.extender.pods import ANY_MODEL, PodInfo
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
-from scheduler.extender.server import ExtenderServer, ServerConfig
-from scheduler.extender.service import Extender
-from scheduler.extender.state import RESOURCES, ClusterState, StateConfig
-from scheduler.model import Node, PodRequest
-from scheduler.workload import WorkloadMix
+from gpufleet.core.clock import Clock, SystemClock
+from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
+from gpufleet.scheduler.extender.informer import Informer, InformerConfig, informers
+from gpufleet.scheduler.extender.kubeapi import KubeAPI
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.nodes import NodeInfo
+from gpufleet.scheduler.extender.pods import ANY_MODEL, PodInfo
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
+from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
+from gpufleet.scheduler.extender.service import Extender
+from gpufleet.scheduler.extender.state import RESOURCES, ClusterState, StateConfig
+from gpufleet.scheduler.model import Node, PodRequest
+from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 

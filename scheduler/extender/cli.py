@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scheduler.workload import WorkloadMix
+    from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def _address(value: str, option: str) -> tuple[str, int]:
 
 def _workload_mix(path: str) -> WorkloadMix:
     """The typical pods of a pod list (the FGD paper's rule); ValueError says what is wrong."""
-    from scheduler.trace import TraceError, read_pods
-    from scheduler.workload import WorkloadMix
+    from gpufleet.scheduler.trace import TraceError, read_pods
+    from gpufleet.scheduler.workload import WorkloadMix
 
     try:
         return WorkloadMix.from_pods(read_pods(path))
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from scheduler.extender.app import ExtenderApp, ExtenderConfig
-    from scheduler.extender.errors import KubeAPIError
-    from scheduler.extender.server import ServerError
+    from gpufleet.scheduler.extender.app import ExtenderApp, ExtenderConfig
+    from gpufleet.scheduler.extender.errors import KubeAPIError
+    from gpufleet.scheduler.extender.server import ServerError
 
     try:
         host, port = _address(args.listen, "--listen")
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     api = None
     try:
         if not args.standalone:
-            from scheduler.extender.kubeapi import KubernetesAPI
+            from gpufleet.scheduler.extender.kubeapi import KubernetesAPI
 
             api = KubernetesAPI.connect(args.kubeconfig)
         app = ExtenderApp.build(host, port, api, config, metrics_address=metrics_address, mix=mix)

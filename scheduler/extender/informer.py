@@ -14,13 +14,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scheduler.extender.errors import KubeAPIError, WatchExpired, WireError
-from scheduler.extender.kubeapi import KubeAPI
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import PLACEMENT_ANNOTATION, parse_pod
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.state import ClusterState
+from gpufleet.scheduler.extender.errors import KubeAPIError, WatchExpired, WireError
+from gpufleet.scheduler.extender.kubeapi import KubeAPI
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.pods import PLACEMENT_ANNOTATION, parse_pod
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.state import ClusterState
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
+from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
 
 log = logging.getLogger(__name__)
 

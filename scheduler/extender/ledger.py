@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scheduler.model import Cluster, ModelError, PodRequest
-from scheduler.policies.base import choose_gpus
+from gpufleet.scheduler.model import Cluster, ModelError, PodRequest
+from gpufleet.scheduler.policies.base import choose_gpus
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scheduler.model import GPU_MILLI, Cluster, ModelError, Node
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, ModelError, Node
 
 MAX_MODELS = 62  # Cluster.model_mask uses bits 0..61; bit 62 means "no model"
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
-from scheduler.extender.quantity import QuantityError, parse_quantity
-from scheduler.model import GPU_MILLI, ModelError, PodRequest
+from gpufleet.scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
+from gpufleet.core.quantity import QuantityError, parse_quantity
+from gpufleet.scheduler.model import GPU_MILLI, ModelError, PodRequest
 
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"

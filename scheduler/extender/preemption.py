@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from scheduler.extender.ledger import Ledger
-from scheduler.extender.wire import Victims
-from scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.extender.ledger import Ledger
+from gpufleet.scheduler.extender.wire import Victims
+from gpufleet.scheduler.model import Cluster, PodRequest
 
 MAX_SEARCH = 10  # 2**10 subsets at most per node
 

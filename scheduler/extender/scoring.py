@@ -26,14 +26,14 @@ from itertools import repeat
 
 import numpy as np
 
-from scheduler import kernels
-from scheduler.extender.ledger import pick_gpus
-from scheduler.extender.pods import PodInfo
-from scheduler.extender.state import ClusterState
-from scheduler.model import GPU_MILLI, Cluster, PodRequest
-from scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
-from scheduler.policies.fgd import FGDPolicy
-from scheduler.workload import MixArrays, PodShape, WorkloadMix
+from gpufleet.scheduler import kernels
+from gpufleet.scheduler.extender.ledger import pick_gpus
+from gpufleet.scheduler.extender.pods import PodInfo
+from gpufleet.scheduler.extender.state import ClusterState
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
+from gpufleet.scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
+from gpufleet.scheduler.policies.fgd import FGDPolicy
+from gpufleet.scheduler.workload import MixArrays, PodShape, WorkloadMix
 
 FGD, BINPACK, SPREAD, COST, OFF = "fgd", "binpack", "spread", "cost", "off"
 SCORED_POLICIES = (FGD, BINPACK, SPREAD, COST)

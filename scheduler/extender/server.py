@@ -21,10 +21,10 @@ from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
-from scheduler.extender.errors import WireError
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.service import Extender
-from scheduler.extender.wire import (
+from gpufleet.scheduler.extender.errors import WireError
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.service import Extender
+from gpufleet.scheduler.extender.wire import (
     encode_error,
     parse_binding_args,
     parse_preemption_args,

@@ -15,17 +15,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from scheduler.extender import preemption
-from scheduler.extender.errors import BindConflict, KubeAPIError, WireError
-from scheduler.extender.events import EventRecorder
-from scheduler.extender.ledger import Placement, pick_gpus
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
-from scheduler.extender.state import ClusterState
-from scheduler.extender.wire import (
+from gpufleet.scheduler.extender import preemption
+from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WireError
+from gpufleet.scheduler.extender.events import EventRecorder
+from gpufleet.scheduler.extender.ledger import Placement, pick_gpus
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
+from gpufleet.scheduler.extender.state import ClusterState
+from gpufleet.scheduler.extender.wire import (
     BindingArgs,
     PreemptionArgs,
     PriorityEncoder,
@@ -34,8 +34,8 @@ from scheduler.extender.wire import (
     encode_filter_result,
     encode_preemption_result,
 )
-from scheduler.model import GPU_MILLI, PodRequest
-from scheduler.policies.base import choose_gpus
+from gpufleet.scheduler.model import GPU_MILLI, PodRequest
+from gpufleet.scheduler.policies.base import choose_gpus
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from scheduler.extender.errors import Problems, WireError, as_dict, as_list, as_str
-from scheduler.extender.pods import PodInfo, parse_pod
+from gpufleet.scheduler.extender.errors import Problems, WireError, as_dict, as_list, as_str
+from gpufleet.scheduler.extender.pods import PodInfo, parse_pod
 
 MIN_SCORE = 0
 MAX_SCORE = 10

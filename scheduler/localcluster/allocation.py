@@ -1,7 +1,7 @@
 """How well a replay used the cluster: GPUs allocated, GPUs left free that no waiting pod could use,
 fragmentation under the trace's workload mix, and the hourly price of the nodes that hold pods.
 
-The pods are rebuilt into the simulator's array model (``scheduler.model``) in replay order, each on
+The pods are rebuilt into the simulator's array model (``gpufleet.scheduler.model``) in replay order, each on
 the GPUs its ``gpufleet.io/gpu-ids`` names, or, without ids (kube-scheduler's own binder), on the
 GPUs the policies would choose (``choose_gpus``). Since kube-scheduler takes pods in creation order
 and a pod that fits nowhere fits nowhere later (arrival only), the same pass gives the curves
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler import kernels
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.localcluster.gpuids import parse_ids
-from scheduler.localcluster.nodes import NodeSpec
-from scheduler.localcluster.tracepods import ReplayPod, model_nodes
-from scheduler.model import GPU_MILLI, Cluster, ModelError, PodRequest
-from scheduler.policies import choose_gpus
-from scheduler.simulator import discretise
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler import kernels
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.localcluster.gpuids import parse_ids
+from gpufleet.scheduler.localcluster.nodes import NodeSpec
+from gpufleet.scheduler.localcluster.tracepods import ReplayPod, model_nodes
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, ModelError, PodRequest
+from gpufleet.scheduler.policies import choose_gpus
+from gpufleet.scheduler.simulator import discretise
+from gpufleet.scheduler.workload import WorkloadMix
 
 
 @dataclass(frozen=True)

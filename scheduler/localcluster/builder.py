@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scheduler.localcluster.binaries import Binaries, BinariesMissingError, default_bin_dir, find_binaries
-from scheduler.localcluster.progress import format_seconds
+from gpufleet.scheduler.localcluster.binaries import Binaries, BinariesMissingError, default_bin_dir, find_binaries
+from gpufleet.scheduler.localcluster.progress import format_seconds
 
 BUILD_SCRIPT = Path("deploy/local/build.sh")
 #: Expected first-build time on 2 cores, for the heartbeat (measured: 9-11 min).

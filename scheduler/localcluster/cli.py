@@ -52,17 +52,17 @@ def _state_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scheduler.localcluster.binaries import BinariesMissingError
-    from scheduler.localcluster.cluster import (
+    from gpufleet.scheduler.localcluster.binaries import BinariesMissingError
+    from gpufleet.scheduler.localcluster.cluster import (
         ClusterError,
         ClusterOptions,
         LocalCluster,
         default_state_dir,
         read_info,
     )
-    from scheduler.localcluster.components import ConfigFileError
-    from scheduler.localcluster.processes import ProcessError
-    from scheduler.localcluster.readiness import NotReadyError
+    from gpufleet.scheduler.localcluster.components import ConfigFileError
+    from gpufleet.scheduler.localcluster.processes import ProcessError
+    from gpufleet.scheduler.localcluster.readiness import NotReadyError
 
     state_dir = args.state_dir or default_state_dir()
     try:

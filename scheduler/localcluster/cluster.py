@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from scheduler.localcluster import components, extender, readiness
-from scheduler.localcluster.binaries import Binaries, find_binaries
-from scheduler.localcluster.certs import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki, write_pki
-from scheduler.localcluster.kubeconfig import write_kubeconfig
-from scheduler.localcluster.nodes import NodeSpec, openb_nodes, uniform_nodes
-from scheduler.localcluster.processes import ProcessError, ProcessGroup
+from gpufleet.scheduler.localcluster import components, extender, readiness
+from gpufleet.scheduler.localcluster.binaries import Binaries, find_binaries
+from gpufleet.scheduler.localcluster.certs import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki, write_pki
+from gpufleet.scheduler.localcluster.kubeconfig import write_kubeconfig
+from gpufleet.scheduler.localcluster.nodes import NodeSpec, openb_nodes, uniform_nodes
+from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class LocalCluster:
             if done % step == 0 or done == total:
                 self._say(f"nodes created {done}/{total}")
 
-        from scheduler.localcluster.nodes import create_nodes
+        from gpufleet.scheduler.localcluster.nodes import create_nodes
 
         try:
             create_nodes(client.CoreV1Api(api_client), specs, progress=progress)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from scheduler.localcluster.binaries import Binaries
-from scheduler.localcluster.certs import SERVICE_CIDR, Pki
-from scheduler.localcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
-from scheduler.localcluster.processes import ProcessSpec
+from gpufleet.scheduler.localcluster.binaries import Binaries
+from gpufleet.scheduler.localcluster.certs import SERVICE_CIDR, Pki
+from gpufleet.scheduler.localcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE
+from gpufleet.scheduler.localcluster.processes import ProcessSpec
 
 LOOPBACK = "127.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scheduler.localcluster.processes import ProcessSpec
+from gpufleet.scheduler.localcluster.processes import ProcessSpec
 
 NAME = "gpufleet-extender"
 #: Path prefix of the verbs; kube-scheduler POSTs to urlPrefix + "/filter" etc.
@@ -16,7 +16,7 @@ PREFIX = "/v1"
 
 def extender_available() -> bool:
     """Whether this gpufleet has the ``extender`` subcommand."""
-    from scheduler.cli import SUBCOMMANDS
+    from gpufleet.cli import SUBCOMMANDS
 
     return "extender" in SUBCOMMANDS
 
@@ -36,10 +36,10 @@ def extender_process(port: int, kubeconfig: Path, extra_args: Sequence[str] = ()
 
     ``-v`` logs at INFO: one line per decision (``pod=NS/NAME policy=P node=N gpus=G``) and per bind,
     which is the extender's record of its top node per pod that tests and benchmarks read
-    (``scheduler.localcluster.decisions``); Events carry it too, but rate-limited. ``extra_args`` go
+    (``gpufleet.scheduler.localcluster.decisions``); Events carry it too, but rate-limited. ``extra_args`` go
     after the others (e.g. ``--workload-mix PATH``)."""
     return ProcessSpec(NAME, [
-        sys.executable, "-m", "scheduler.cli", "-v", "extender",
+        sys.executable, "-m", "gpufleet.cli", "-v", "extender",
         "--listen", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig), "--prefix", f"{PREFIX}/",
         *extra_args,
     ])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from scheduler.model import GPU_MILLI
+from gpufleet.scheduler.model import GPU_MILLI
 
 GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
 

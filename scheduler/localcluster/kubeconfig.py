@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from scheduler.localcluster.certs import ClientIdentity, Pki
+from gpufleet.scheduler.localcluster.certs import ClientIdentity, Pki
 
 CONTEXT = "gpufleet-local"
 

@@ -128,7 +128,7 @@ def evenly_spaced(items: list, count: int) -> list:
 
 def openb_nodes(node_list: Path, count: int | None = None) -> list[NodeSpec]:
     """Nodes mirroring an openb node list (``sn, cpu_milli, memory_mib, gpu, model``)."""
-    from scheduler.trace import read_nodes
+    from gpufleet.scheduler.trace import read_nodes
 
     trace_nodes = [n for n in read_nodes(node_list) if n.gpus > 0]
     if count is not None:

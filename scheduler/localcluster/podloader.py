@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Self
 
-from scheduler.localcluster.progress import Progress
+from gpufleet.scheduler.localcluster.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from scheduler.localcluster.certs import ADMIN, Pki
+from gpufleet.scheduler.localcluster.certs import ADMIN, Pki
 
 log = logging.getLogger(__name__)
 

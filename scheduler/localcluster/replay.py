@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.localcluster import components, readiness, usage
-from scheduler.localcluster.bindwatch import BindWatch
-from scheduler.localcluster.cluster import ClusterInfo, LocalCluster
-from scheduler.localcluster.podloader import PodLoader, is_bound, is_unschedulable
-from scheduler.localcluster.progress import Progress
-from scheduler.localcluster.scrape import Samples, ScrapeError, scrape
+from gpufleet.scheduler.localcluster import components, readiness, usage
+from gpufleet.scheduler.localcluster.bindwatch import BindWatch
+from gpufleet.scheduler.localcluster.cluster import ClusterInfo, LocalCluster
+from gpufleet.scheduler.localcluster.podloader import PodLoader, is_bound, is_unschedulable
+from gpufleet.scheduler.localcluster.progress import Progress
+from gpufleet.scheduler.localcluster.scrape import Samples, ScrapeError, scrape
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def outcomes(pods: Sequence[dict[str, Any]]) -> list[PodOutcome]:
 def latency_percentiles(samples: Samples, name: str, quantiles: Sequence[float] = (0.5, 0.9, 0.99),
                         **match: str) -> dict[float, float]:
     """Percentiles (seconds) of one of the scheduler's histograms."""
-    from scheduler.localcluster.scrape import quantile
+    from gpufleet.scheduler.localcluster.scrape import quantile
 
     buckets = samples.histogram(name, **match)
     return {q: quantile(q, buckets) for q in quantiles}

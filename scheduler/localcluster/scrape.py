@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from scheduler.localcluster import readiness
+from gpufleet.scheduler.localcluster import readiness
 
 
 class ScrapeError(RuntimeError):

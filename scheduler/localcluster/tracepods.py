@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scheduler.localcluster.nodes import OPENB_GPU_PRODUCTS, NodeSpec
-from scheduler.model import GPU_MILLI, Cluster, Node, PodRequest
-from scheduler.simulator import inflate
+from gpufleet.scheduler.localcluster.nodes import OPENB_GPU_PRODUCTS, NodeSpec
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, Node, PodRequest
+from gpufleet.scheduler.simulator import inflate
 
 PLACEMENT_ANNOTATION = "gpufleet.io/placement"
 GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
@@ -56,7 +56,7 @@ def model_nodes(specs: Sequence[NodeSpec]) -> list[Node]:
 
 def simulator_order(nodes: Sequence[Node], trace: Sequence[PodRequest], seed: int = 42,
                     tune: float = 1.3) -> list[PodRequest]:
-    """The pods in the order ``scheduler.simulator.simulate`` replays them for the same nodes, trace,
+    """The pods in the order ``gpufleet.scheduler.simulator.simulate`` replays them for the same nodes, trace,
     seed and tune: shuffled by the seed and inflated to ``tune`` x the nodes' GPU capacity."""
     capacity = Cluster.from_nodes(list(nodes)).total_gpu_milli
     return inflate(trace, capacity, tune, np.random.default_rng(seed))

@@ -15,25 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scheduler.localcluster import extender as extender_seam
-from scheduler.localcluster.allocation import Allocation, allocation, placements
-from scheduler.localcluster.cluster import ClusterInfo, LocalCluster
-from scheduler.localcluster.decisions import Fidelity, fidelity, read_decisions
-from scheduler.localcluster.gpuids import HeldGpus, assignment_problems
-from scheduler.localcluster.nodes import NodeSpec
-from scheduler.localcluster.podloader import PodLoader
-from scheduler.localcluster.replay import SchedulingRun, schedule_in_order
-from scheduler.localcluster.tracepods import (
+from gpufleet.scheduler.localcluster import extender as extender_seam
+from gpufleet.scheduler.localcluster.allocation import Allocation, allocation, placements
+from gpufleet.scheduler.localcluster.cluster import ClusterInfo, LocalCluster
+from gpufleet.scheduler.localcluster.decisions import Fidelity, fidelity, read_decisions
+from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems
+from gpufleet.scheduler.localcluster.nodes import NodeSpec
+from gpufleet.scheduler.localcluster.podloader import PodLoader
+from gpufleet.scheduler.localcluster.replay import SchedulingRun, schedule_in_order
+from gpufleet.scheduler.localcluster.tracepods import (
     ReplayPod,
     choose_placements,
     model_nodes,
     pod_manifest,
     simulator_order,
 )
-from scheduler.model import GPU_MILLI, PodRequest
-from scheduler.simulator import SimulationConfig, SimulationResult, simulate
-from scheduler.trace import read_pods
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler.model import GPU_MILLI, PodRequest
+from gpufleet.scheduler.simulator import SimulationConfig, SimulationResult, simulate
+from gpufleet.scheduler.trace import read_pods
+from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def replay(cluster: LocalCluster, info: ClusterInfo, specs: Sequence[NodeSpec], 
 
 
 def _ids(value: str | None) -> tuple[int, ...]:
-    from scheduler.localcluster.gpuids import parse_ids
+    from gpufleet.scheduler.localcluster.gpuids import parse_ids
 
     return parse_ids(value) or ()
 

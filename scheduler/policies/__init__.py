@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scheduler.policies import bestfit, clustering, dotprod, fgd, packing, random_fit
-from scheduler.policies.base import NodeScores, Policy, choose_gpus, select_node
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler.policies import bestfit, clustering, dotprod, fgd, packing, random_fit
+from gpufleet.scheduler.policies.base import NodeScores, Policy, choose_gpus, select_node
+from gpufleet.scheduler.workload import WorkloadMix
 
 # The paper's order: 01-Random .. 06-FGD.
 POLICIES: dict[str, Callable[..., Policy]] = {

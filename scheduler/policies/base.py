@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from scheduler import kernels
-from scheduler.model import GPU_MILLI, Cluster, PodRequest
+from gpufleet.scheduler import kernels
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 
 INFEASIBLE = kernels.INFEASIBLE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.model import Cluster, PodRequest
-from scheduler.policies.base import NodeScores, feasible, masked
+from gpufleet.scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.policies.base import NodeScores, feasible, masked
 
 NAME = "bestfit"
 MAX_CPU_MILLI = 128_000  # the paper's normalisers: the largest node it models

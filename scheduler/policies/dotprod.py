@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.model import Cluster, PodRequest
-from scheduler.policies.base import NodeScores, feasible, masked
-from scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
+from gpufleet.scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.policies.base import NodeScores, feasible, masked
+from gpufleet.scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
 
 NAME = "dotprod"
 

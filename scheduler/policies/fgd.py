@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler import kernels
-from scheduler.model import Cluster, PodRequest
-from scheduler.policies.base import NodeScores, feasible
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler import kernels
+from gpufleet.scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.policies.base import NodeScores, feasible
+from gpufleet.scheduler.workload import WorkloadMix
 
 NAME = "fgd"
 

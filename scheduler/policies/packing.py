@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.model import GPU_MILLI, Cluster, PodRequest
-from scheduler.policies.base import NodeScores, feasible, masked
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
+from gpufleet.scheduler.policies.base import NodeScores, feasible, masked
 
 NAME = "packing"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.model import Cluster, PodRequest
-from scheduler.policies.base import INFEASIBLE, NodeScores, feasible
+from gpufleet.scheduler.model import Cluster, PodRequest
+from gpufleet.scheduler.policies.base import INFEASIBLE, NodeScores, feasible
 
 NAME = "random"
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from autoscaler.gpu.nvml import NvmlReader
-from autoscaler.gpu.script import Scenario, builtin_scenario, parse_scenario
-from autoscaler.gpu.simulated import SimulatedNvml
-from autoscaler.kubelet.fake import FakeKubelet
-from scheduler.clock import FakeClock
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.script import Scenario, builtin_scenario, parse_scenario
+from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
+from gpufleet.autoscaler.kubelet.fake import FakeKubelet
+from gpufleet.core.clock import FakeClock
 
 
 @pytest.fixture

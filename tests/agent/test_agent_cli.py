@@ -17,9 +17,9 @@ import pynvml
 import pytest
 import yaml
 
-from autoscaler.agent import cli
-from autoscaler.gpu.script import parse_scenario
-from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+from gpufleet.autoscaler.agent import cli
+from gpufleet.autoscaler.gpu.script import parse_scenario
+from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,9 @@ def test_simulate_takes_an_optional_script() -> None:
 
 
 def test_the_agent_is_registered_as_a_gpufleet_subcommand() -> None:
-    from scheduler.cli import SUBCOMMANDS
+    from gpufleet.cli import SUBCOMMANDS
 
-    assert SUBCOMMANDS["agent"][0] == "autoscaler.agent.cli"
+    assert SUBCOMMANDS["agent"][0] == "gpufleet.autoscaler.agent.cli"
 
 
 def test_without_a_driver_and_without_simulate_the_agent_exits_3_saying_why(
@@ -97,7 +97,7 @@ def test_a_real_agent_process_streams_samples_serves_metrics_and_stops_on_sigter
     ready = tmp_path / "ready.json"
     log = (tmp_path / "agent.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.agent", "--simulate", str(script), "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "gpufleet.autoscaler.agent", "--simulate", str(script), "--listen", "127.0.0.1:0",
          "--metrics-listen", "127.0.0.1:0", "--interval", "0.05", "--node-name", "proc-node",
          "--ready-file", str(ready)],
         cwd=ROOT, stderr=log, env={**os.environ, "PYTHONWARNINGS": "error"},

@@ -11,14 +11,14 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.agent.app import Agent
-from autoscaler.agent.config import AgentConfig
-from autoscaler.agent.pods import KubeletPodSource
-from autoscaler.gpu.backend import BUILTIN, open_backend
-from autoscaler.kubelet.fake import FakeKubelet
-from autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient
-from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
-from scheduler.clock import SystemClock
+from gpufleet.autoscaler.agent.app import Agent
+from gpufleet.autoscaler.agent.config import AgentConfig
+from gpufleet.autoscaler.agent.pods import KubeletPodSource
+from gpufleet.autoscaler.gpu.backend import BUILTIN, open_backend
+from gpufleet.autoscaler.kubelet.fake import FakeKubelet
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient
+from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+from gpufleet.core.clock import SystemClock
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.agent.history import AgentIdentity, SampleHistory
-from autoscaler.agent.metrics import AgentMetrics
-from autoscaler.agent.pods import StaticPodSource
-from autoscaler.agent.sampler import Sampler
-from autoscaler.gpu.nvml import NvmlReader
-from autoscaler.gpu.script import Scenario
-from autoscaler.gpu.simulated import SimulatedNvml
-from scheduler.clock import FakeClock
+from gpufleet.autoscaler.agent.history import AgentIdentity, SampleHistory
+from gpufleet.autoscaler.agent.metrics import AgentMetrics
+from gpufleet.autoscaler.agent.pods import StaticPodSource
+from gpufleet.autoscaler.agent.sampler import Sampler
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.script import Scenario
+from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
+from gpufleet.core.clock import FakeClock
 
 IDENTITY = AgentIdentity("node-a", "0.1.0", "simulated", "550.90.07", "12.550.90.07", "id-1", 1.7e9, 1.0)
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -109,8 +109,8 @@ def test_per_process_series_and_the_agent_own_counters(scrape: Callable[[], Samp
 def test_a_time_shared_gpu_gets_one_series_per_container(
     reader: NvmlReader, sim: SimulatedNvml, clock: FakeClock
 ) -> None:
-    from autoscaler.agent.podmap import DeviceIndex, join
-    from autoscaler.kubelet.podresources import ContainerDevices
+    from gpufleet.autoscaler.agent.podmap import DeviceIndex, join
+    from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
 
     registry = CollectorRegistry()
     history = SampleHistory(10)
@@ -118,7 +118,7 @@ def test_a_time_shared_gpu_gets_one_series_per_container(
     uuid = reader.devices()[0].uuid
     shared = join([ContainerDevices("a", "p1", "c", "nvidia.com/gpu", (f"{uuid}::0",)),
                    ContainerDevices("b", "p2", "c", "nvidia.com/gpu", (f"{uuid}::1",))], DeviceIndex(reader.devices()))
-    from autoscaler.agent.history import Batch
+    from gpufleet.autoscaler.agent.history import Batch
 
     history.append(Batch(1, clock.now(), 0.0, reader.read_all(), shared))
     text = generate_latest(registry).decode()
@@ -134,8 +134,8 @@ def test_the_openmetrics_format_parses_too(reader: NvmlReader, clock: FakeClock)
     registry = CollectorRegistry()
     history = SampleHistory(10)
     AgentMetrics(registry, history, reader.devices(), IDENTITY)
-    from autoscaler.agent.history import Batch
-    from autoscaler.agent.podmap import PodAssignments
+    from gpufleet.autoscaler.agent.history import Batch
+    from gpufleet.autoscaler.agent.podmap import PodAssignments
 
     history.append(Batch(1, clock.now(), 0.0, reader.read_all(), PodAssignments()))
     names = {f.name for f in parse_openmetrics(generate_openmetrics(registry).decode())}

@@ -12,11 +12,11 @@ from typing import Any
 import pynvml
 import pytest
 
-from autoscaler.gpu.backend import BUILTIN, open_backend
-from autoscaler.gpu.model import GpuBackendFailed, GpuBackendUnavailable, Health
-from autoscaler.gpu.nvml import NvmlReader
-from autoscaler.gpu.simulated import SimulatedNvml
-from scheduler.clock import FakeClock
+from gpufleet.autoscaler.gpu.backend import BUILTIN, open_backend
+from gpufleet.autoscaler.gpu.model import GpuBackendFailed, GpuBackendUnavailable, Health
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
+from gpufleet.core.clock import FakeClock
 
 MakeReader = Callable[[dict[str, Any]], tuple[NvmlReader, SimulatedNvml]]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.agent.podmap import DeviceIndex, PodRef, is_nvidia_resource, join
-from autoscaler.gpu.model import GpuDevice, MigDevice
-from autoscaler.kubelet.podresources import ContainerDevices
+from gpufleet.autoscaler.agent.podmap import DeviceIndex, PodRef, is_nvidia_resource, join
+from gpufleet.autoscaler.gpu.model import GpuDevice, MigDevice
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
 
 GPU0 = "GPU-1c5c3a0b-0000-4000-8000-000000000000"
 GPU1 = "GPU-2d6d4b1c-0000-4000-8000-000000000001"

@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from autoscaler.agent.pods import KubeletPodSource
-from autoscaler.kubelet.fake import FakeKubelet
-from autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
+from gpufleet.autoscaler.agent.pods import KubeletPodSource
+from gpufleet.autoscaler.kubelet.fake import FakeKubelet
+from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
 
 TRAINER = ContainerDevices("ml", "trainer", "main", "nvidia.com/gpu", ("GPU-a", "GPU-b"))
 DRA = ContainerDevices("ml", "dra-pod", "main", "dra:gpu.nvidia.com", ("gpu-3",))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proto import build
+from gpufleet.proto import build
 
 SOURCE = """syntax = "proto3";
 package demo.v1;
@@ -26,8 +26,8 @@ def proto_dir(tmp_path: Path) -> Path:
 
 
 def test_the_repository_contracts_are_generated_and_importable() -> None:
-    from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
-    from proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
+    from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
+    from gpufleet.proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
 
     assert build.is_current()
     assert agent_pb2.DESCRIPTOR.package == "gpufleet.v1"
@@ -45,7 +45,7 @@ def test_generation_writes_modules_next_to_the_sources_and_a_stamp(proto_dir: Pa
     written = build.generate(proto_dir)
     assert sorted(p.name for p in written) == ["echo_pb2.py", "echo_pb2.pyi", "echo_pb2_grpc.py"]
     grpc_module = (proto_dir / "demo" / "v1" / "echo_pb2_grpc.py").read_text()
-    assert "from proto.demo.v1 import echo_pb2" in grpc_module  # absolute import inside the package
+    assert "from gpufleet.proto.demo.v1 import echo_pb2" in grpc_module  # the installed package name
     assert build.is_current(proto_dir)
 
 

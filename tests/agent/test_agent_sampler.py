@@ -6,15 +6,15 @@ import threading
 
 import pytest
 
-from autoscaler.agent.history import Batch, SampleHistory
-from autoscaler.agent.podmap import PodAssignments
-from autoscaler.agent.pods import NoPodSource, PodSnapshot, StaticPodSource
-from autoscaler.agent.sampler import Sampler
-from autoscaler.gpu.model import GpuBackendFailed, GpuError, GpuReading, Health
-from autoscaler.gpu.nvml import NvmlReader
-from autoscaler.gpu.script import Scenario
-from autoscaler.gpu.simulated import SimulatedNvml
-from scheduler.clock import FakeClock
+from gpufleet.autoscaler.agent.history import Batch, SampleHistory
+from gpufleet.autoscaler.agent.podmap import PodAssignments
+from gpufleet.autoscaler.agent.pods import NoPodSource, PodSnapshot, StaticPodSource
+from gpufleet.autoscaler.agent.sampler import Sampler
+from gpufleet.autoscaler.gpu.model import GpuBackendFailed, GpuError, GpuReading, Health
+from gpufleet.autoscaler.gpu.nvml import NvmlReader
+from gpufleet.autoscaler.gpu.script import Scenario
+from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
+from gpufleet.core.clock import FakeClock
 
 
 class FlakyPods:
@@ -131,7 +131,7 @@ def test_health_turns_red_when_passes_stop(reader: NvmlReader, sim: SimulatedNvm
 def test_the_sampler_thread_samples_at_its_interval_until_stopped(
     reader: NvmlReader, sim: SimulatedNvml, scenario: Scenario
 ) -> None:
-    from scheduler.clock import SystemClock
+    from gpufleet.core.clock import SystemClock
 
     history = SampleHistory(100)
     sampler = Sampler(reader, reader.devices(), StaticPodSource(scenario, sim), history, SystemClock(),
@@ -147,7 +147,7 @@ def test_the_sampler_thread_samples_at_its_interval_until_stopped(
 
 
 def test_the_sampler_loop_survives_a_crashing_reader(scenario: Scenario, sim: SimulatedNvml) -> None:
-    from scheduler.clock import SystemClock
+    from gpufleet.core.clock import SystemClock
 
     class Crashing:
         def __init__(self) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autoscaler.gpu.script import (
+from gpufleet.autoscaler.gpu.script import (
     BUILTIN_SCRIPT,
     PRESETS,
     ScriptError,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster.binaries import BUILD_HINT, default_bin_dir, missing_binaries
-from scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
+from gpufleet.scheduler.localcluster.binaries import BUILD_HINT, default_bin_dir, missing_binaries
+from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
 
 #: A small uniform cluster keeps the session fast; tests that need more nodes bring their own.
 TEST_NODES = int(os.environ.get("GPUFLEET_TEST_NODES", "8"))

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
-from scheduler.localcluster.decisions import read_decisions
-from scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids
-from scheduler.localcluster.podloader import PodLoader
-from scheduler.localcluster.scrape import scrape
-from scheduler.localcluster.tracepods import gpu_milli_of
+from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
+from gpufleet.scheduler.localcluster.decisions import read_decisions
+from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids
+from gpufleet.scheduler.localcluster.podloader import PodLoader
+from gpufleet.scheduler.localcluster.scrape import scrape
+from gpufleet.scheduler.localcluster.tracepods import gpu_milli_of
 
 pytestmark = pytest.mark.cluster
 

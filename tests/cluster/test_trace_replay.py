@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster.cluster import OPENB_NODE_LIST, ClusterOptions, LocalCluster, find_repo_root
-from scheduler.localcluster.nodes import openb_nodes
-from scheduler.localcluster.tracepods import DEFAULT_TRACE
-from scheduler.localcluster.tracereplay import (
+from gpufleet.scheduler.localcluster.cluster import OPENB_NODE_LIST, ClusterOptions, LocalCluster, find_repo_root
+from gpufleet.scheduler.localcluster.nodes import openb_nodes
+from gpufleet.scheduler.localcluster.tracepods import DEFAULT_TRACE
+from gpufleet.scheduler.localcluster.tracereplay import (
     Plan,
     ReplayResult,
     plan,

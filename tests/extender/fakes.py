@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from scheduler.extender.errors import BindConflict, KubeAPIError
+from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError
 
 
 class FakeKubeAPI:

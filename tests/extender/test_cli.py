@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.cli import build_parser
+from gpufleet.cli import parse_args
 
 from . import payloads as P
 from .conftest import Client
@@ -20,13 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_extender_subcommand_is_registered_with_the_local_cluster_contract():
-    args = build_parser().parse_args(["extender", "--listen", "127.0.0.1:9", "--kubeconfig", "/k"])
+    args = parse_args(["extender", "--listen", "127.0.0.1:9", "--kubeconfig", "/k"])
     assert (args.listen, args.kubeconfig, args.prefix, args.standalone) == ("127.0.0.1:9", "/k", "/v1/", False)
 
 
 def test_a_standalone_extender_serves_full_node_requests_and_stops_on_sigterm(tmp_path):
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "extender", "--standalone", "--listen",
+    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.cli", "extender", "--standalone", "--listen",
                              "127.0.0.1:0", "--ready-file", str(ready)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -62,7 +62,7 @@ def test_a_standalone_extender_serves_full_node_requests_and_stops_on_sigterm(tm
     (["--standalone", "--workload-mix", "/nonexistent/pods.csv"], 2, "--workload-mix"),
 ])
 def test_bad_options_and_missing_credentials_exit_with_a_message(argv, code, message, capsys):
-    from scheduler.cli import main
+    from gpufleet.cli import main
 
     assert main(["extender", "--listen", "127.0.0.1:0", *argv] if "--listen" not in argv else
                 ["extender", *argv]) == code

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from scheduler.extender.server import ExtenderServer
+from gpufleet.scheduler.extender.server import ExtenderServer
 
 from . import payloads as P
 from .conftest import Client, eight_gpu_nodes, make_rig

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from scheduler.cli import build_parser
+from gpufleet.cli import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
@@ -34,7 +34,7 @@ def extender_container(docs: list[dict], deployment: str) -> dict:
 
 
 def extender_args(container: dict):
-    return build_parser().parse_args([*container["command"][1:], *container["args"]])
+    return parse_args([*container["command"][1:], *container["args"]])
 
 
 @pytest.mark.parametrize("directory", [BASE, OVERLAY])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.clock import FakeClock
-from scheduler.extender.errors import KubeAPIError
-from scheduler.extender.events import EventConfig, EventRecorder, TokenBucket
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.pods import parse_pod
+from gpufleet.core.clock import FakeClock
+from gpufleet.scheduler.extender.errors import KubeAPIError
+from gpufleet.scheduler.extender.events import EventConfig, EventRecorder, TokenBucket
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.pods import parse_pod
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.extender.server import ExtenderServer, ServerConfig
+from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 
 from . import payloads as P
 from .conftest import Client, eight_gpu_nodes, make_rig

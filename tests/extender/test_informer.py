@@ -7,12 +7,12 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from scheduler.clock import FakeClock
-from scheduler.extender.errors import KubeAPIError, WatchExpired
-from scheduler.extender.informer import InformerConfig, informers
-from scheduler.extender.metrics import ExtenderMetrics
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.state import ClusterState
+from gpufleet.core.clock import FakeClock
+from gpufleet.scheduler.extender.errors import KubeAPIError, WatchExpired
+from gpufleet.scheduler.extender.informer import InformerConfig, informers
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.state import ClusterState
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
-from scheduler.extender.kubeapi import KubernetesAPI
+from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
+from gpufleet.scheduler.extender.kubeapi import KubernetesAPI
 
 from . import payloads as P
 
@@ -167,7 +167,7 @@ def test_an_unreachable_api_server_is_a_kube_api_error():
 def test_connect_reads_a_kubeconfig_and_keeps_a_connection_per_concurrent_bind(fake_api, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from scheduler.extender.kubeapi import POOL_SIZE
+    from gpufleet.scheduler.extender.kubeapi import POOL_SIZE
 
     server, _ = fake_api
     kubeconfig = tmp_path / "kubeconfig"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.extender.quantity import QuantityError, to_count, to_mib, to_milli
+from gpufleet.core.quantity import QuantityError, to_count, to_mib, to_milli
 
 
 @pytest.mark.parametrize(("value", "milli"), [

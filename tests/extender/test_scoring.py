@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.clock import FakeClock
-from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import parse_pod
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.scoring import Scorer, _to_scores
-from scheduler.extender.state import ClusterState
+from gpufleet.core.clock import FakeClock
+from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.pods import parse_pod
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.scoring import Scorer, _to_scores
+from gpufleet.scheduler.extender.state import ClusterState
 
 from . import payloads as P
 
@@ -144,7 +144,7 @@ def test_the_mix_is_learnt_from_running_gpu_pods_once_there_are_enough():
 
 
 def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
-    from scheduler.workload import PodShape, WorkloadMix
+    from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
     fixed = WorkloadMix((PodShape(8000, 1000, 1, ()), PodShape(0, 1000, 8, ())), (0.5, 0.5))
     pods = [running(f"p{i}", f"n{i % 4}", 1, str(i // 4)) for i in range(24)]

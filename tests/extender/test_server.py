@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from scheduler.extender.server import ExtenderServer, ServerConfig
+from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 
 from . import payloads as P
 from .conftest import Client, make_rig

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from scheduler.extender.errors import KubeAPIError
-from scheduler.extender.events import EventConfig
-from scheduler.extender.wire import parse_binding_args, parse_preemption_args, parse_scheduling_args
+from gpufleet.scheduler.extender.errors import KubeAPIError
+from gpufleet.scheduler.extender.events import EventConfig
+from gpufleet.scheduler.extender.wire import parse_binding_args, parse_preemption_args, parse_scheduling_args
 
 from . import payloads as P
 from .conftest import eight_gpu_nodes, make_rig
@@ -119,7 +119,7 @@ def test_a_pod_scored_again_after_its_binding_was_posted_keeps_its_gpus(rig):
     """kube-scheduler's bind call timed out (httpTimeout) while the extender's Binding still landed:
     kube-scheduler retries the pod, which is scored and bound again before the watch shows it bound.
     The posted placement must keep its node and GPUs, or a later pod is given the same GPUs."""
-    from scheduler.extender.pods import parse_pod
+    from gpufleet.scheduler.extender.pods import parse_pod
 
     pod = P.pod("t-2", gpus=1, annotations=FGD)
     uid = pod["metadata"]["uid"]
@@ -168,7 +168,7 @@ def test_standalone_mode_refuses_to_bind():
 
 
 def test_the_watch_confirming_a_bind_keeps_the_same_gpus(rig):
-    from scheduler.extender.pods import parse_pod
+    from gpufleet.scheduler.extender.pods import parse_pod
 
     pod = P.pod("t-0", gpus=2, annotations=FGD)
     rig.api.add_pod(pod)

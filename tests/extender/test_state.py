@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler.clock import FakeClock
-from scheduler.extender.nodes import parse_node
-from scheduler.extender.pods import parse_pod
-from scheduler.extender.pricing import PriceCatalog
-from scheduler.extender.state import ClusterState, StateConfig
-from scheduler.model import PodRequest
+from gpufleet.core.clock import FakeClock
+from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.pods import parse_pod
+from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.state import ClusterState, StateConfig
+from gpufleet.scheduler.model import PodRequest
 
 from . import payloads as P
 

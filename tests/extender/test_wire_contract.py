@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from scheduler.extender.wire import (
+from gpufleet.scheduler.extender.wire import (
     PriorityEncoder,
     encode_binding_result,
     encode_preemption_result,
@@ -85,7 +85,7 @@ def test_filter_gives_a_reason_per_node_it_rejects(live):
     rig, client = live
     share = P.pod("share-0", gpus=1, annotations={"gpufleet.io/placement": "fgd", "gpufleet.io/gpu-milli": "600"})
     # Leave only 500m on every GPU of gpu-000.
-    from scheduler.extender.pods import parse_pod
+    from gpufleet.scheduler.extender.pods import parse_pod
     for g in range(8):
         filler = P.pod(f"fill-{g}", gpus=1, cpu="1", node_name="gpu-000", phase="Running",
                        annotations={"gpufleet.io/gpu-milli": "500", "gpufleet.io/gpu-ids": str(g)})

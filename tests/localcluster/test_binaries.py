@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster import binaries
+from gpufleet.scheduler.localcluster import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"

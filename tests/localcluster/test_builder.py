@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster.binaries import NAMES
-from scheduler.localcluster.builder import BUILD_SCRIPT, BuildError, ensure_binaries
+from gpufleet.scheduler.localcluster.binaries import NAMES
+from gpufleet.scheduler.localcluster.builder import BUILD_SCRIPT, BuildError, ensure_binaries
 
 
 def _executable(path: Path, text: str) -> None:
@@ -24,7 +24,7 @@ def fresh_machine(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GPUFLEET_BIN_DIR", str(tmp_path / "bin"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    monkeypatch.setattr("scheduler.localcluster.builder.SYSTEM_GO_DIRS", ())
+    monkeypatch.setattr("gpufleet.scheduler.localcluster.builder.SYSTEM_GO_DIRS", ())
     repo = tmp_path / "repo"
     makes = " ".join(f'"$GPUFLEET_BIN_DIR/{n}"' for n in NAMES)
     _executable(repo / BUILD_SCRIPT, f'#!/bin/sh\necho "building etcd"\nmkdir -p "$GPUFLEET_BIN_DIR"\n'

@@ -5,8 +5,8 @@ import ipaddress
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from scheduler.localcluster import certs
-from scheduler.localcluster.kubeconfig import kubeconfig_dict
+from gpufleet.scheduler.localcluster import certs
+from gpufleet.scheduler.localcluster.kubeconfig import kubeconfig_dict
 
 
 def _load(path):

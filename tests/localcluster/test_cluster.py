@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster import extender
-from scheduler.localcluster.binaries import NAMES
-from scheduler.localcluster.cluster import ClusterError, ClusterOptions, LocalCluster
-from scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec
+from gpufleet.scheduler.localcluster import extender
+from gpufleet.scheduler.localcluster.binaries import NAMES
+from gpufleet.scheduler.localcluster.cluster import ClusterError, ClusterOptions, LocalCluster
+from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec
 
 
 def _fake_binaries(directory: Path, script: str) -> Path:
@@ -62,19 +62,19 @@ def test_unknown_profile_is_refused_with_the_choices(tmp_path):
 
 def test_the_extender_seam_runs_gpufleet_extender_on_loopback(tmp_path):
     spec = extender.extender_process(18888, tmp_path / "admin.kubeconfig")
-    assert spec.argv[:5] == [sys.executable, "-m", "scheduler.cli", "-v", "extender"]
+    assert spec.argv[:5] == [sys.executable, "-m", "gpufleet.cli", "-v", "extender"]
     assert spec.argv[5:] == ["--listen", "127.0.0.1:18888", "--kubeconfig", str(tmp_path / "admin.kubeconfig"),
                             "--prefix", "/v1/"]
     assert extender.extender_url(18888) == "http://127.0.0.1:18888/v1"
     more = extender.extender_process(18888, tmp_path / "k", ["--workload-mix", "/pods.csv"])
     assert more.argv[-2:] == ["--workload-mix", "/pods.csv"]
-    from scheduler.cli import SUBCOMMANDS
+    from gpufleet.cli import SUBCOMMANDS
 
     assert extender.extender_available() == ("extender" in SUBCOMMANDS)
 
 
 def test_cli_down_reports_nothing_running(tmp_path, capsys):
-    from scheduler.cli import main
+    from gpufleet.cli import main
 
     assert main(["cluster", "down", "--state-dir", str(tmp_path)]) == 0
     assert "nothing was running" in capsys.readouterr().out

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scheduler.localcluster import components
-from scheduler.localcluster.binaries import Binaries
+from gpufleet.scheduler.localcluster import components
+from gpufleet.scheduler.localcluster.binaries import Binaries
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "scheduler" / "kube-scheduler-config.yaml"
@@ -56,7 +56,7 @@ def test_every_component_listens_on_loopback_only(tmp_path):
     binaries = Binaries(*(tmp_path / n for n in ("etcd", "a", "c", "s", "kwok")))
     paths = components.Paths(tmp_path)
     ports = components.Ports(1, 2, 3, 4, 5, 6)
-    from scheduler.localcluster.certs import Pki
+    from gpufleet.scheduler.localcluster.certs import Pki
 
     pki = Pki(tmp_path)
     specs = [components.etcd(binaries, paths, ports), components.kube_apiserver(binaries, paths, ports, pki),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster import nodes
+from gpufleet.scheduler.localcluster import nodes
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_LIST = REPO / "bench" / "data" / "alibaba-gpu-v2023" / "openb_node_list_gpu_node.csv"

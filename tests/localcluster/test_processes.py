@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec, _group_members
+from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec, _group_members
 
 
 def test_stop_all_leaves_no_process_behind_including_forked_children(tmp_path):

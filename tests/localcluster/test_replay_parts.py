@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.localcluster.allocation import Placed, allocation, node_prices
-from scheduler.localcluster.decisions import fidelity, parse_decisions
-from scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids
-from scheduler.localcluster.nodes import uniform_nodes
-from scheduler.localcluster.progress import Progress, format_seconds
-from scheduler.localcluster.scrape import Samples, difference, quantile
-from scheduler.localcluster.tracepods import (
+from gpufleet.scheduler.localcluster.allocation import Placed, allocation, node_prices
+from gpufleet.scheduler.localcluster.decisions import fidelity, parse_decisions
+from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids
+from gpufleet.scheduler.localcluster.nodes import uniform_nodes
+from gpufleet.scheduler.localcluster.progress import Progress, format_seconds
+from gpufleet.scheduler.localcluster.scrape import Samples, difference, quantile
+from gpufleet.scheduler.localcluster.tracepods import (
     ReplayPod,
     choose_placements,
     gpu_milli_of,
@@ -22,10 +22,10 @@ from scheduler.localcluster.tracepods import (
     pod_manifest,
     simulator_order,
 )
-from scheduler.localcluster.usage import difference as cpu_difference
-from scheduler.model import PodRequest
-from scheduler.simulator import inflate
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler.localcluster.usage import difference as cpu_difference
+from gpufleet.scheduler.model import PodRequest
+from gpufleet.scheduler.simulator import inflate
+from gpufleet.scheduler.workload import WorkloadMix
 
 
 class Ticks:
@@ -79,10 +79,10 @@ def test_histograms_sum_over_labels_and_quantiles_interpolate_like_promql():
 
 def test_the_last_decision_per_pod_is_read_from_the_extender_log_and_compared_with_bindings():
     log = [
-        "2026-11-28 07:00:00,000 INFO scheduler.extender.service pod=ns/a policy=fgd node=n1 gpus=0,1\n",
-        "2026-11-28 07:00:00,001 INFO scheduler.extender.service pod=ns/a/x node=n1 gpus=0,1 bound\n",
-        "2026-11-28 07:00:01,000 INFO scheduler.extender.service pod=ns/b policy=binpack node=n2 gpus=3\n",
-        "2026-11-28 07:00:02,000 INFO scheduler.extender.service pod=ns/b policy=binpack node=n3 gpus=\n",
+        "2026-11-28 07:00:00,000 INFO gpufleet.scheduler.extender.service pod=ns/a policy=fgd node=n1 gpus=0,1\n",
+        "2026-11-28 07:00:00,001 INFO gpufleet.scheduler.extender.service pod=ns/a/x node=n1 gpus=0,1 bound\n",
+        "2026-11-28 07:00:01,000 INFO gpufleet.scheduler.extender.service pod=ns/b policy=binpack node=n2 gpus=3\n",
+        "2026-11-28 07:00:02,000 INFO gpufleet.scheduler.extender.service pod=ns/b policy=binpack node=n3 gpus=\n",
     ]
     decisions = parse_decisions(log)
     assert decisions["ns/a"].gpus == (0, 1) and decisions["ns/b"].node == "n3" and decisions["ns/b"].gpus == ()
@@ -128,7 +128,7 @@ def test_trace_pods_become_pods_kube_scheduler_and_the_extender_read_as_intended
     plain = pod_manifest(ReplayPod(1, PodRequest(0, 0, 2, 1000), None), "t", "run1")
     assert plain["spec"]["schedulerName"] == "default-scheduler" and "annotations" not in plain["metadata"]
     assert gpu_milli_of(plain) == (2, 1000)
-    from scheduler.extender.pods import parse_pod
+    from gpufleet.scheduler.extender.pods import parse_pod
 
     parsed = parse_pod({**manifest, "metadata": {**manifest["metadata"], "namespace": "ns", "uid": "u"}})
     assert (parsed.request.num_gpu, parsed.request.gpu_milli, parsed.placement) == (1, 500, "fgd")
@@ -164,7 +164,7 @@ def test_allocation_counts_bound_demand_occupied_nodes_and_their_price():
 
 
 def test_nodes_the_catalog_lacks_are_priced_at_the_median_per_gpu_and_marked_estimated():
-    from scheduler.localcluster.nodes import openb_nodes
+    from gpufleet.scheduler.localcluster.nodes import openb_nodes
 
     node_list = Path(__file__).resolve().parents[2] / "bench/data/alibaba-gpu-v2023/openb_node_list_gpu_node.csv"
     specs = openb_nodes(node_list, 30)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-from scheduler.model import Cluster, Node, PodRequest
-from scheduler.workload import WorkloadMix
+from gpufleet.scheduler.model import Cluster, Node, PodRequest
+from gpufleet.scheduler.workload import WorkloadMix
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "alibaba-gpu-v2023"
 MODELS = ["A10", "G2", "T4", "V100M16"]

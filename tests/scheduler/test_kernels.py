@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from scheduler import kernels, reference
-from scheduler.workload import PodShape, WorkloadMix
+from gpufleet.scheduler import kernels, reference
+from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
 from .conftest import clusters, mixes, pods, tiny_cluster
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.model import Cluster, ModelError, Node, PodRequest
-from scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
-from scheduler.workload import PodShape, WorkloadMix
+from gpufleet.scheduler.model import Cluster, ModelError, Node, PodRequest
+from gpufleet.scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
+from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
 from .conftest import arange_rank, tiny_cluster
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from scheduler.cli import main
-from scheduler.model import GPU_MILLI
-from scheduler.simulator import SimulationConfig, discretise, inflate, simulate
-from scheduler.trace import read_nodes, read_pods
-from scheduler.workload import WorkloadMix
+from gpufleet.cli import main
+from gpufleet.scheduler.model import GPU_MILLI
+from gpufleet.scheduler.simulator import SimulationConfig, discretise, inflate, simulate
+from gpufleet.scheduler.trace import read_nodes, read_pods
+from gpufleet.scheduler.workload import WorkloadMix
 
 from .conftest import DATA
 

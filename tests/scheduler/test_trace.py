@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.trace import TraceError, read_nodes, read_pods
+from gpufleet.scheduler.trace import TraceError, read_nodes, read_pods
 
 from .conftest import DATA
 

@@ -1,9 +1,9 @@
 """gpufleet.v1: the contract between the GPU node agent and the controller.
 
-Import the generated modules as ``from proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc``;
-importing this package makes sure they are generated and current.
+Import the generated modules as ``from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc``;
+importing this package checks that they were generated (when the package was built).
 """
 
-from proto.build import ensure_generated
+from gpufleet.proto.build import require_generated
 
-ensure_generated()
+require_generated()

@@ -1,9 +1,9 @@
 """PodResources v1 (proto package ``v1``, service ``v1.PodResourcesLister``).
 
-Import the generated modules as ``from proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc``;
-importing this package makes sure they are generated and current.
+Import the generated modules as ``from gpufleet.proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc``;
+importing this package checks that they were generated (when the package was built).
 """
 
-from proto.build import ensure_generated
+from gpufleet.proto.build import require_generated
 
-ensure_generated()
+require_generated()

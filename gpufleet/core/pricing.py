@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from scheduler.extender.errors import WireError
+from gpufleet.scheduler.extender.errors import WireError
 
 CATALOG_FILE = "gpu-instance-prices.csv"
 
@@ -110,5 +110,5 @@ def _price(cell: str | None) -> float | None:
 
 @lru_cache(maxsize=1)
 def _default_catalog() -> PriceCatalog:
-    text = resources.files("scheduler.data").joinpath(CATALOG_FILE).read_text(encoding="utf-8")
+    text = resources.files("gpufleet.core.data").joinpath(CATALOG_FILE).read_text(encoding="utf-8")
     return PriceCatalog.from_csv_text(text, CATALOG_FILE)
