@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv binaries bench-fgd clean
+.PHONY: demo test venv binaries prometheus bench-fgd clean
 
 $(BIN)/.installed: pyproject.toml setup.py $(wildcard proto/*/*/*.proto proto/*/*/*/*.proto)
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,13 @@ venv: $(BIN)/.installed
 binaries:
 	bash .ci/build-k8s.sh
 
+prometheus:
+	bash .ci/install-prometheus.sh
+
 demo: venv
 	$(BIN)/gpufleet demo
 
-test: venv binaries
+test: venv binaries prometheus
 	$(BIN)/python -m pytest -q
 
 bench-fgd: venv
