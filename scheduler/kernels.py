@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-
 from gpufleet.scheduler.workload import MixArrays
+from numba import njit
 
 INFEASIBLE = -1.0
 

@@ -11,22 +11,23 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
-
-from gpufleet.core.clock import Clock, SystemClock
 from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
-from gpufleet.scheduler.extender.informer import Informer, InformerConfig, informers
-from gpufleet.scheduler.extender.kubeapi import KubeAPI
+from gpufleet.scheduler.extender.informer import informers
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import NodeInfo
 from gpufleet.scheduler.extender.pods import ANY_MODEL, PodInfo
-from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import RESOURCES, ClusterState, StateConfig
 from gpufleet.scheduler.model import Node, PodRequest
 from gpufleet.scheduler.workload import WorkloadMix
+from prometheus_client import CollectorRegistry
+
+from gpufleet.core.clock import Clock, SystemClock
+from gpufleet.core.kube.client import KubeAPI
+from gpufleet.core.kube.informer import Informer, InformerConfig
+from gpufleet.core.pricing import PriceCatalog
 
 log = logging.getLogger(__name__)
 

@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from gpufleet.scheduler.extender.app import ExtenderApp, ExtenderConfig
-    from gpufleet.scheduler.extender.errors import KubeAPIError
     from gpufleet.scheduler.extender.server import ServerError
+
+    from gpufleet.core.kube.errors import KubeAPIError
 
     try:
         host, port = _address(args.listen, "--listen")
@@ -107,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
     api = None
     try:
         if not args.standalone:
-            from gpufleet.scheduler.extender.kubeapi import KubernetesAPI
+            from gpufleet.core.kube.client import KubernetesAPI
 
-            api = KubernetesAPI.connect(args.kubeconfig)
+            api = KubernetesAPI.connect(args.kubeconfig, user_agent="gpufleet-extender")
         app = ExtenderApp.build(host, port, api, config, metrics_address=metrics_address, mix=mix)
     except (KubeAPIError, ServerError) as err:
         print(f"gpufleet extender: {err}", file=sys.stderr)

@@ -1,9 +1,8 @@
 """The extender's exception families, one per boundary.
 
 ``WireError``: a request or object that breaks the wire contract (kube-scheduler's JSON, a Pod or a
-Node); it carries every problem found, each with its JSON path. ``KubeAPIError``: talking to the
-Kubernetes API failed; ``BindConflict`` is the pod-already-bound case bind must treat as success
-when the node matches.
+Node); it carries every problem found, each with its JSON path. Failures talking to the Kubernetes
+API are :mod:`gpufleet.core.kube.errors` (``Conflict`` on a Binding: the pod is already bound).
 """
 
 from __future__ import annotations
@@ -21,22 +20,6 @@ class WireError(ExtenderError, ValueError):
     def __init__(self, problems: Sequence[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems[:10]) + (" ..." if len(self.problems) > 10 else ""))
-
-
-class KubeAPIError(ExtenderError):
-    """A Kubernetes API call failed; ``status`` is the HTTP status when there was one."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class WatchExpired(KubeAPIError):
-    """The watch's resourceVersion is too old (410 Gone): list again."""
-
-
-class BindConflict(KubeAPIError):
-    """The pod is already bound (or was replaced by a pod with another UID)."""
 
 
 class Problems:

@@ -1,44 +1,25 @@
-"""List and watch nodes, pods and namespaces into the cluster state (one thread per resource).
+"""The extender's sinks: nodes, pods and namespaces from the shared informer into the cluster state.
 
-The informer contract, kept small: list everything, hand the list to the sink, remember the list's
-resourceVersion, watch from there and hand every event over, moving the resourceVersion with each
-event and bookmark. A watch that ends (server timeout) resumes from the last resourceVersion; 410 Gone
-means that version is too old, so list again; any other failure backs off (doubling, capped) and
-retries. A resource counts as synced once its first list is applied.
+The list+watch loop itself is :class:`gpufleet.core.kube.informer.Informer`; a resource counts as
+synced in the cluster state once its first list is applied.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from gpufleet.scheduler.extender.errors import KubeAPIError, WatchExpired, WireError
-from gpufleet.scheduler.extender.kubeapi import KubeAPI
+from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import PLACEMENT_ANNOTATION, parse_pod
-from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.state import ClusterState
 
+from gpufleet.core.kube.client import KubeAPI
+from gpufleet.core.kube.informer import Informer, InformerConfig
+from gpufleet.core.pricing import PriceCatalog
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InformerConfig:
-    """``watch_timeout_s``: server-side length of one watch (s, default 300); ``backoff_s`` and
-    ``backoff_max_s``: the first and the longest wait after a failure (s, defaults 0.5 and 30)."""
-
-    watch_timeout_s: int = 300
-    backoff_s: float = 0.5
-    backoff_max_s: float = 30.0
-
-
-class Sink(Protocol):
-    def replace(self, objects: list[dict[str, Any]]) -> None: ...
-
-    def apply(self, kind: str, obj: dict[str, Any]) -> None: ...
 
 
 class NodeSink:
@@ -118,74 +99,13 @@ def _placement(obj: dict[str, Any]) -> str | None:
     return annotations.get(PLACEMENT_ANNOTATION) if isinstance(annotations, dict) else None
 
 
-class Informer:
-    def __init__(self, api: KubeAPI, resource: str, sink: Sink, state: ClusterState, metrics: ExtenderMetrics,
-                 config: InformerConfig = InformerConfig()) -> None:
-        self.api = api
-        self.resource = resource
-        self.sink = sink
-        self.state = state
-        self.metrics = metrics
-        self.config = config
-        self.resource_version: str | None = None
-        self._backoff = config.backoff_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def step(self) -> None:
-        """One list (if needed) and one watch until it ends; raises KubeAPIError on failure."""
-        if self.resource_version is None:
-            items, version = self.api.list(self.resource)
-            self.sink.replace(items)
-            self.resource_version = version
-            self.state.mark_synced(self.resource)
-            self.metrics.relists.labels(self.resource).inc()
-            log.info("resource=%s listed=%d resourceVersion=%s", self.resource, len(items), version)
-        for kind, obj in self.api.watch(self.resource, self.resource_version, self.config.watch_timeout_s):
-            if self._stop.is_set():
-                return
-            if kind != "BOOKMARK":
-                self.sink.apply(kind, obj)
-            version = _meta(obj).get("resourceVersion")
-            if version:
-                self.resource_version = str(version)
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-                self._backoff = self.config.backoff_s
-            except WatchExpired as err:
-                log.info("resource=%s watch expired (%s); listing again", self.resource, err)
-                self.resource_version = None
-            except KubeAPIError as err:
-                log.warning("resource=%s list/watch failed: %s; retrying in %.1fs", self.resource, err,
-                            self._backoff)
-                self._stop.wait(self._backoff)
-                self._backoff = min(2 * self._backoff, self.config.backoff_max_s)
-            except Exception:
-                log.exception("resource=%s informer failed; listing again", self.resource)
-                self.resource_version = None
-                self._stop.wait(self._backoff)
-                self._backoff = min(2 * self._backoff, self.config.backoff_max_s)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"gpufleet-informer-{self.resource}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-
 def informers(api: KubeAPI, state: ClusterState, catalog: PriceCatalog, metrics: ExtenderMetrics,
               config: InformerConfig = InformerConfig()) -> list[Informer]:
     """The three informers the extender runs."""
-    return [
-        Informer(api, "nodes", NodeSink(state, catalog), state, metrics, config),
-        Informer(api, "pods", PodSink(state), state, metrics, config),
-        Informer(api, "namespaces", NamespaceSink(state), state, metrics, config),
-    ]
+
+    def synced(resource: str) -> None:
+        state.mark_synced(resource)
+        metrics.relists.labels(resource).inc()
+
+    return [Informer(api, resource, sink, config, on_synced=synced) for resource, sink in
+            (("nodes", NodeSink(state, catalog)), ("pods", PodSink(state)), ("namespaces", NamespaceSink(state)))]

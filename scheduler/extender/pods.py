@@ -3,8 +3,16 @@
 What the extender needs from a pod: its identity, where it is bound, what it requests (CPU, memory,
 ``nvidia.com/gpu`` with Kubernetes' rules for init and sidecar containers, overhead and pod-level
 resources), the gpufleet annotations, and which GPU models its node selector or required node
-affinity allows. Structural problems raise ``WireError`` with every path; a bad gpufleet annotation
-is not a wire error (the pod is valid Kubernetes) and only lands in ``PodInfo.problems``. No I/O here.
+affinity allows.
+
+A GPU share is asked for with the extended resource ``gpufleet.io/gpu-milli`` (1..1000 thousandths
+of one GPU, without ``nvidia.com/gpu``): kube-scheduler sees it and the node advertises it, so the
+share is not counted as a whole device. The older form, ``nvidia.com/gpu: 1`` plus the annotation
+``gpufleet.io/gpu-milli``, still parses as a share (kube-scheduler then counts a whole device for it;
+see docs/designs/014-gpu-sharing.md for the migration).
+
+Structural problems raise ``WireError`` with every path; a bad gpufleet annotation is not a wire
+error (the pod is valid Kubernetes) and only lands in ``PodInfo.problems``. No I/O here.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
-from gpufleet.core.quantity import QuantityError, parse_quantity
 from gpufleet.scheduler.model import GPU_MILLI, ModelError, PodRequest
 
+from gpufleet.core.quantity import QuantityError, parse_quantity
+
 GPU_RESOURCE = "nvidia.com/gpu"
+#: The extended resource a GPU share requests (and a node advertises, 1000 per GPU).
+GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 PLACEMENT_ANNOTATION = "gpufleet.io/placement"
 GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
@@ -26,7 +37,7 @@ GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
 PLACEMENTS = ("fgd", "binpack", "spread", "cost", "off")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 _MIB = Decimal(2**20)
-_RESOURCES = ("cpu", "memory", GPU_RESOURCE)
+_RESOURCES = ("cpu", "memory", GPU_RESOURCE, GPU_MILLI_RESOURCE)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,9 @@ class PodInfo:
     gpu_ids: tuple[int, ...] | None
     model_rule: ModelRule
     problems: tuple[str, ...] = ()
+    #: Why the pod's GPU request can be met nowhere (e.g. a ``gpufleet.io/gpu-milli`` over 1000),
+    #: or None. Unlike a bad annotation, such a pod has no fallback: the filter turns every node away.
+    gpu_error: str | None = None
 
     @property
     def key(self) -> str:
@@ -129,10 +143,11 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
     interruptible = annotations.get(INTERRUPTIBLE_ANNOTATION, "").strip().lower() == "true"
     gpu_ids = _gpu_ids(annotations.get(GPU_IDS_ANNOTATION), notes)
     request = _request(totals, annotations.get(GPU_MILLI_ANNOTATION), f"{namespace}/{name}", notes)
+    gpu_error = notes[-1] if request is None and totals.get(GPU_MILLI_RESOURCE) else None
     return PodInfo(
         uid=uid, name=name, namespace=namespace, node_name=node_name, phase=phase,
         deleting=meta.get("deletionTimestamp") is not None, request=request, placement=placement,
-        interruptible=interruptible, gpu_ids=gpu_ids, model_rule=rule, problems=tuple(notes),
+        interruptible=interruptible, gpu_ids=gpu_ids, model_rule=rule, problems=tuple(notes), gpu_error=gpu_error,
     )
 
 
@@ -208,7 +223,13 @@ def _request(totals: dict[str, Decimal], milli_annotation: str | None, name: str
     memory = min(_ceil(totals.get("memory", Decimal(0)) / _MIB), 2**62)
     gpus = _ceil(totals.get(GPU_RESOURCE, Decimal(0)))
     whole = GPU_MILLI if gpus else 0
-    milli = _share(milli_annotation, gpus, notes)
+    shared = totals.get(GPU_MILLI_RESOURCE, Decimal(0))
+    if shared:
+        milli = _shared_resource(shared, gpus, notes)
+        if milli is None:
+            return None
+    else:
+        milli = _share(milli_annotation, gpus, notes)
     try:
         if milli is not None:
             return PodRequest(cpu, memory, 1, milli, (), name)
@@ -233,6 +254,21 @@ def _share(value: str | None, gpus: int, notes: list[str]) -> int | None:
         return None
     if gpus > 1:
         notes.append(f"{GPU_MILLI_ANNOTATION} asks for a share of one GPU, but the pod requests {gpus} GPUs")
+        return None
+    return milli
+
+
+def _shared_resource(value: Decimal, gpus: int, notes: list[str]) -> int | None:
+    """The share a ``gpufleet.io/gpu-milli`` request asks for, or None (noted: the pod has no valid
+    request, and the extender's filter turns it away with the note as the reason)."""
+    if gpus:
+        notes.append(f"the pod requests both {GPU_RESOURCE} and {GPU_MILLI_RESOURCE}; ask for whole GPUs "
+                     f"with {GPU_RESOURCE} or for a share of one GPU with {GPU_MILLI_RESOURCE}, not both")
+        return None
+    milli = _ceil(value)
+    if not 1 <= milli <= GPU_MILLI:
+        notes.append(f"{GPU_MILLI_RESOURCE}: {milli} must be in 1..{GPU_MILLI} (a share never spans two GPUs; "
+                     f"ask for whole GPUs with {GPU_RESOURCE})")
         return None
     return milli
 

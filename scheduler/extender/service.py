@@ -14,15 +14,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-
 from gpufleet.scheduler.extender import preemption
-from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WireError
+from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.events import EventRecorder
 from gpufleet.scheduler.extender.ledger import Placement, pick_gpus
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
-from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
 from gpufleet.scheduler.extender.state import ClusterState
 from gpufleet.scheduler.extender.wire import (
@@ -37,12 +35,15 @@ from gpufleet.scheduler.extender.wire import (
 from gpufleet.scheduler.model import GPU_MILLI, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
 
+from gpufleet.core.kube.errors import Conflict, KubeAPIError
+from gpufleet.core.pricing import PriceCatalog
+
 log = logging.getLogger(__name__)
 
 
 class Binder(Protocol):
     """The API calls bind needs: post a Binding (annotations are copied onto the pod atomically by
-    the API server) and read a pod. ``bind`` raises ``BindConflict`` when the pod is already bound."""
+    the API server) and read a pod. ``bind`` raises ``Conflict`` when the pod is already bound."""
 
     def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None: ...
 
@@ -96,21 +97,29 @@ class Extender:
     # -- filter --------------------------------------------------------------------------------
 
     def filter(self, args: SchedulingArgs) -> bytes:
+        """Per-GPU fit for every pod that asks for GPUs, opted in or not: kube-scheduler counts
+        ``nvidia.com/gpu`` devices and ``gpufleet.io/gpu-milli`` per node, only the extender knows
+        which GPU holds what (a share never spans two GPUs; whole GPUs and shares never mix)."""
         names = args.node_names
         pod = args.pod
+        if pod.gpu_error is not None:
+            reason = f"gpufleet: {pod.gpu_error}"
+            return encode_filter_result([], {}, dict.fromkeys(names, reason), args.nodes)
         with self.state.lock:
             self._ingest(args)
-            if self.policy_of(pod) == OFF or pod.gpus == 0 or not self._scorable(args):
+            if pod.gpus == 0 or not self._scorable(args):
                 return encode_filter_result(names, {}, {}, args.nodes)
             self.state.expire()
             self.state.forget(pod.uid)
-            failed, unresolvable = self._filter_reasons(pod, names)
+            failed, unresolvable = self._filter_reasons(pod, names, opted_in=self.policy_of(pod) != OFF)
         passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
 
-    def _filter_reasons(self, pod: PodInfo, names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """Only what kube-scheduler cannot see: unknown nodes, excluded GPU models, and a GPU share
-        that fits on no single GPU of the node."""
+    def _filter_reasons(self, pod: PodInfo, names: Sequence[str],
+                        opted_in: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+        """Only what kube-scheduler cannot see: unknown nodes (for opted-in pods; a plain pod keeps
+        kube-scheduler's own counts there), excluded GPU models, whole GPUs that are not free of
+        shares, and a GPU share that fits on no single GPU of the node."""
         cluster = self.state.cluster
         request = pod.request
         failed: dict[str, str] = {}
@@ -118,8 +127,9 @@ class Extender:
         if request is None:
             return failed, unresolvable
         rows = rows_of(cluster.index if cluster is not None else {}, names)
-        for i in np.flatnonzero(rows < 0):
-            failed[names[i]] = "gpufleet: node not (yet) in the extender's cache"
+        if opted_in:
+            for i in np.flatnonzero(rows < 0):
+                failed[names[i]] = "gpufleet: node not (yet) in the extender's cache"
         if cluster is None:
             return failed, unresolvable
         known = np.flatnonzero(rows >= 0)
@@ -138,6 +148,13 @@ class Extender:
                 if name not in unresolvable:
                     failed[name] = (f"gpufleet: no single GPU has {request.gpu_milli}m free "
                                     f"(most free: {int(most[i])}m of {GPU_MILLI}m)")
+        else:
+            whole = (cluster.gpu_free[r] >= GPU_MILLI).sum(axis=1)
+            for i in np.flatnonzero(whole < request.num_gpu):
+                name = names[known[i]]
+                if name not in unresolvable:
+                    failed[name] = (f"gpufleet: {int(whole[i])} GPUs free of other pods, "
+                                    f"the pod asks for {request.num_gpu}")
         return failed, unresolvable
 
     # -- prioritize ----------------------------------------------------------------------------
@@ -192,7 +209,7 @@ class Extender:
         annotations = {GPU_IDS_ANNOTATION: ",".join(map(str, gpus))} if gpus else {}
         try:
             self.binder.bind(args.namespace, args.pod_name, args.uid, args.node, annotations)
-        except BindConflict:
+        except Conflict:
             current = self._read_pod(args)
             if isinstance(current, PodInfo) and current.node_name == args.node:
                 self.state.upsert_pod(current)

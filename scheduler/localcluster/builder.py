@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gpufleet.scheduler.localcluster.binaries import Binaries, BinariesMissingError, default_bin_dir, find_binaries
+from gpufleet.scheduler.localcluster.binaries import (
+    Binaries,
+    BinariesMissingError,
+    default_bin_dir,
+    find_binaries,
+)
 from gpufleet.scheduler.localcluster.progress import format_seconds
 
 BUILD_SCRIPT = Path("deploy/local/build.sh")

@@ -14,9 +14,8 @@ import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from gpufleet.scheduler.localcluster import readiness
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class ScrapeError(RuntimeError):

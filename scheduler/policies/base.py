@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
 from gpufleet.scheduler.localcluster.decisions import read_decisions
 from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids

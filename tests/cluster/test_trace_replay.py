@@ -7,8 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from gpufleet.scheduler.localcluster.cluster import OPENB_NODE_LIST, ClusterOptions, LocalCluster, find_repo_root
+from gpufleet.scheduler.localcluster.cluster import (
+    OPENB_NODE_LIST,
+    ClusterOptions,
+    LocalCluster,
+    find_repo_root,
+)
 from gpufleet.scheduler.localcluster.nodes import openb_nodes
 from gpufleet.scheduler.localcluster.tracepods import DEFAULT_TRACE
 from gpufleet.scheduler.localcluster.tracereplay import (

@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
-
-from gpufleet.core.clock import FakeClock
 from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
-from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.scoring import Scorer
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import ClusterState
+from prometheus_client import CollectorRegistry
+
+from gpufleet.core.clock import FakeClock
+from gpufleet.core.pricing import PriceCatalog
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError
+from gpufleet.core.kube.errors import Conflict, KubeAPIError
 
 
 class FakeKubeAPI:
@@ -68,9 +68,9 @@ class FakeKubeAPI:
             if pod is None:
                 raise KubeAPIError(f"pods {name!r} not found", 404)
             if uid and pod["metadata"]["uid"] != uid:
-                raise BindConflict("precondition failed: UID mismatch", 409)
+                raise Conflict("precondition failed: UID mismatch", 409)
             if pod["spec"].get("nodeName"):
-                raise BindConflict(f"pod {name} is already assigned to node {pod['spec']['nodeName']!r}", 409)
+                raise Conflict(f"pod {name} is already assigned to node {pod['spec']['nodeName']!r}", 409)
             pod["spec"]["nodeName"] = node
             pod["metadata"].setdefault("annotations", {}).update(annotations)
             self.binds.append({"namespace": namespace, "name": name, "uid": uid, "node": node,

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 
 from . import payloads as P
 from .conftest import Client, eight_gpu_nodes, make_rig

@@ -1,5 +1,5 @@
 """``KubernetesAPI`` over a fake API server on loopback: paginated lists, chunked watch streams, 410,
-Bindings with their annotations, 409 as BindConflict, Events; through the official client's transport."""
+Bindings with their annotations, 409 as Conflict, Events; through the official client's transport."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
-from gpufleet.scheduler.extender.kubeapi import KubernetesAPI
+from gpufleet.core.kube.client import KubernetesAPI
+from gpufleet.core.kube.errors import Conflict, KubeAPIError, WatchExpired
 
 from . import payloads as P
 
@@ -137,7 +137,7 @@ def test_bind_posts_a_binding_with_uid_and_annotations_and_maps_conflicts(fake_a
                     "metadata": {"name": "trainer-0", "namespace": "ml", "uid": "uid-1",
                                  "annotations": {"gpufleet.io/gpu-ids": "0,1"}},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": "gpu-003"}}
-    with pytest.raises(BindConflict):
+    with pytest.raises(Conflict):
         api.bind("ml", "taken", "", "gpu-003", {})
     with pytest.raises(KubeAPIError) as caught:
         api.bind("ml", "broken", "", "gpu-003", {})
@@ -167,7 +167,7 @@ def test_an_unreachable_api_server_is_a_kube_api_error():
 def test_connect_reads_a_kubeconfig_and_keeps_a_connection_per_concurrent_bind(fake_api, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpufleet.scheduler.extender.kubeapi import POOL_SIZE
+    from gpufleet.core.kube.client import POOL_SIZE
 
     server, _ = fake_api
     kubeconfig = tmp_path / "kubeconfig"

@@ -4,7 +4,6 @@ import os
 import time
 
 import pytest
-
 from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec, _group_members
 
 

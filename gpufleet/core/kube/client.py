@@ -1,11 +1,11 @@
-"""The Kubernetes API as the extender uses it, behind small protocols so tests use recording fakes.
+"""The Kubernetes API as gpufleet's services use it, behind small protocols so tests use recording fakes.
 
-``KubeAPI`` is what the informers need (paginated list and watch of nodes, pods and namespaces) plus
-what bind and events need (read a pod, post a Binding, post an Event). ``KubernetesAPI`` implements
-it with the official ``kubernetes`` client's transport (auth, TLS, kubeconfig or in-cluster config),
-sending and reading raw JSON: the generated models cost about a millisecond per pod to build and
-would drop fields the extender reads. Every failure surfaces as ``KubeAPIError`` (``WatchExpired``
-for 410 Gone, ``BindConflict`` for 409 on a Binding).
+``KubeAPI`` is what the informers need (paginated list and watch of a resource) plus what bind and
+events need (read a pod, post a Binding, post an Event); ``KubernetesAPI`` implements it, and the
+generic verbs (``get``, ``post``, ``patch``) the controller uses, with the official ``kubernetes``
+client's transport (auth, TLS, kubeconfig or in-cluster config), sending and reading raw JSON: the
+generated models cost about a millisecond per pod to build and would drop fields we read. Every
+failure surfaces as ``KubeAPIError`` (``WatchExpired`` for 410 Gone, ``Conflict`` for 409).
 """
 
 from __future__ import annotations
@@ -15,11 +15,22 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from gpufleet.scheduler.extender.errors import BindConflict, KubeAPIError, WatchExpired
+from gpufleet.core.kube.errors import Conflict, KubeAPIError, WatchExpired
 
 log = logging.getLogger(__name__)
 
-PATHS = {"nodes": "/api/v1/nodes", "pods": "/api/v1/pods", "namespaces": "/api/v1/namespaces"}
+#: Cluster-wide collection path of each resource the services list or watch.
+PATHS = {
+    "nodes": "/api/v1/nodes",
+    "pods": "/api/v1/pods",
+    "namespaces": "/api/v1/namespaces",
+    "poddisruptionbudgets": "/apis/policy/v1/poddisruptionbudgets",
+    "deployments": "/apis/apps/v1/deployments",
+    "statefulsets": "/apis/apps/v1/statefulsets",
+    "replicasets": "/apis/apps/v1/replicasets",
+    "jobs": "/apis/batch/v1/jobs",
+    "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
+}
 #: Finished pods hold nothing (kube-scheduler's own informer filters the same way); a pod that
 #: finishes leaves the selection, which a watch reports as DELETED.
 SELECTORS = {"pods": "status.phase!=Succeeded,status.phase!=Failed"}
@@ -28,7 +39,9 @@ LIST_PAGE = 500
 POOL_SIZE = 64
 
 
-class KubeAPI(Protocol):
+class ListWatch(Protocol):
+    """What an informer needs; ``resource`` is a key of ``PATHS`` or a collection path (``/api/...``)."""
+
     def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``resource`` and the list's resourceVersion."""
         ...
@@ -36,6 +49,9 @@ class KubeAPI(Protocol):
     def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, object) events after ``resource_version``: ADDED, MODIFIED, DELETED, BOOKMARK."""
         ...
+
+
+class KubeAPI(ListWatch, Protocol):
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
@@ -62,7 +78,7 @@ class KubernetesAPI:
         self._timeout = request_timeout_s
 
     @classmethod
-    def connect(cls, kubeconfig: str | None) -> KubernetesAPI:
+    def connect(cls, kubeconfig: str | None, user_agent: str = "gpufleet") -> KubernetesAPI:
         """From a kubeconfig file, else the pod's service account (in-cluster)."""
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
@@ -80,21 +96,21 @@ class KubernetesAPI:
         except (ConfigException, OSError, ValueError) as err:
             where = kubeconfig or "the in-cluster service account"
             raise KubeAPIError(f"loading Kubernetes credentials from {where}: {err}") from err
-        api_client.user_agent = "gpufleet-extender"
+        api_client.user_agent = user_agent
         return cls(api_client)
 
     def close(self) -> None:
         self._client.close()
 
     def _call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-              timeout: Any = None) -> Any:
+              timeout: Any = None, content_type: str = "application/json") -> Any:
         """One request; returns the urllib3 response (2xx) or raises KubeAPIError."""
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         try:
             request = self._client.param_serialize(method=method, resource_path=path, query_params=query or {},
                                                    header_params=headers, body=body, auth_settings=["BearerToken"])
@@ -108,6 +124,8 @@ class KubernetesAPI:
         status = response.status
         if status == 410:
             raise WatchExpired(f"{method} {path}: 410 Gone: {text}", status)
+        if status == 409:
+            raise Conflict(f"{method} {path}: 409 Conflict: {text}", status)
         raise KubeAPIError(f"{method} {path}: {status} {response.reason}: {text}", status)
 
     def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
@@ -123,7 +141,7 @@ class KubernetesAPI:
         items: list[dict[str, Any]] = []
         query: dict[str, Any] = {"limit": LIST_PAGE, **_selector(resource)}
         while True:
-            doc = self._json("GET", PATHS[resource], query)
+            doc = self._json("GET", _path(resource), query)
             items.extend(doc.get("items") or [])
             meta = doc.get("metadata") or {}
             if not meta.get("continue"):
@@ -133,7 +151,7 @@ class KubernetesAPI:
     def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
                  "timeoutSeconds": timeout_s, **_selector(resource)}
-        response = self._call("GET", PATHS[resource], query, timeout=(10.0, timeout_s + 30.0))
+        response = self._call("GET", _path(resource), query, timeout=(10.0, timeout_s + 30.0))
         try:
             for line in _lines(response):
                 try:
@@ -149,22 +167,33 @@ class KubernetesAPI:
         finally:
             response.close()  # a stream left mid-way must not go back to the pool
 
-    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when it does not exist (404)."""
         try:
-            return self._json("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+            return self._json("GET", path)
         except KubeAPIError as err:
             if err.status == 404:
                 return None
             raise
 
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", path, body=body)
+
+    def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]:
+        """PATCH with a JSON merge patch (``merge``) or a JSON patch list (``json``)."""
+        content = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
+        response = self._call("PATCH", path, body=body, content_type=content)
+        data = response.data
+        response.release_conn()
+        return json.loads(data)
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
     def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
+        """Post a Binding; ``Conflict`` when the pod is already bound."""
         body = binding_body(namespace, name, uid, node, annotations)
-        try:
-            _done(self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body))
-        except KubeAPIError as err:
-            if err.status == 409:
-                raise BindConflict(str(err), 409) from err
-            raise
+        _done(self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body))
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         _done(self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
@@ -175,6 +204,15 @@ def _done(response: Any) -> None:
     taken for the next reply on that connection)."""
     _ = response.data
     response.release_conn()
+
+
+def _path(resource: str) -> str:
+    if resource.startswith("/"):
+        return resource
+    try:
+        return PATHS[resource]
+    except KeyError:
+        raise KubeAPIError(f"no API path known for resource {resource!r}; pass a collection path") from None
 
 
 def _selector(resource: str) -> dict[str, str]:
