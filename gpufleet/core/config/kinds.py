@@ -6,6 +6,9 @@ duration strings (``90s``, ``30m``, ``1h30m``) as Kubernetes writes them; :func:
 All four kinds are cluster-scoped: they select namespaces, so no namespace owns them. No I/O here.
 """
 
+# prop() returns dataclasses.field(...), which RUF009 cannot tell.
+# ruff: noqa: RUF009
+
 from __future__ import annotations
 
 import re

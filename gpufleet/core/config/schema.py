@@ -51,12 +51,12 @@ def prop(default: Any = REQUIRED, doc: str = "", *, name: str | None = None, min
          rules: tuple[Rule, ...] = (), fmt: str | None = None, show_default: bool = True,
          item_max_length: int | None = None) -> Any:
     """A dataclass field with its schema constraints; ``name`` is the camelCase key (default: derived)."""
-    meta = {k: v for k, v in dict(
-        doc=doc, name=name, minimum=minimum, maximum=maximum, exclusive_minimum=exclusive_minimum,
-        enum=enum, pattern=pattern, max_length=max_length, min_length=min_length, max_items=max_items,
-        min_items=min_items, list_type=list_type, list_map_keys=list_map_keys, max_properties=max_properties,
-        rules=rules, fmt=fmt, show_default=show_default, item_max_length=item_max_length).items()
-        if v is not None and v is not False and v != ()}
+    given = {"doc": doc, "name": name, "minimum": minimum, "maximum": maximum,
+             "exclusive_minimum": exclusive_minimum, "enum": enum, "pattern": pattern, "max_length": max_length,
+             "min_length": min_length, "max_items": max_items, "min_items": min_items, "list_type": list_type,
+             "list_map_keys": list_map_keys, "max_properties": max_properties, "rules": rules, "fmt": fmt,
+             "item_max_length": item_max_length}
+    meta: dict[str, Any] = {k: v for k, v in given.items() if v is not None and v is not False and v != ()}
     if not show_default:
         meta["show_default"] = False
     if default is REQUIRED:

@@ -11,7 +11,7 @@ an injected time; no I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet.core.config.schema import prop
@@ -45,7 +45,7 @@ class PolicyStatus:
 
 
 def _now(now: datetime | None) -> str:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _merge(old: list[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any]:
