@@ -7,7 +7,8 @@ Two profiles:
 - ``uniform`` is N identical nodes of ``--gpus-per-node`` A100-80GB GPUs (8: AWS p4de.24xlarge).
 
 Every node carries the labels gpufleet reads (``nvidia.com/gpu.product``, instance type, zone,
-capacity type), ``type=kwok`` and the annotation ``kwok.x-k8s.io/node: fake`` that hands it to kwok.
+capacity type), ``nvidia.com/gpu`` and ``gpufleet.io/gpu-milli`` (1000 per GPU, for GPU shares)
+as capacity, ``type=kwok`` and the annotation ``kwok.x-k8s.io/node: fake`` that hands it to kwok.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+#: The extended resource of GPU shares, 1000 per GPU.
+GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
 KWOK_ANNOTATION_VALUE = "fake"
 PROFILES: tuple[str, ...] = ("openb", "uniform")
 ZONES: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -93,6 +96,8 @@ class NodeSpec:
             "memory": f"{self.memory_mib}Mi",
             "pods": str(self.max_pods),
             "nvidia.com/gpu": str(self.gpus),
+            # GPU shares (docs/designs/014-gpu-sharing.md): what `gpufleet device-plugin` advertises.
+            GPU_MILLI_RESOURCE: str(self.gpus * 1000),
         }
 
     def manifest(self) -> dict:

@@ -2,10 +2,16 @@
 to gpufleet, and the Pod manifest of each. No I/O here beyond reading the trace CSV.
 
 A pod of the trace becomes one container (the pause image; kwok never runs it) requesting its CPU
-and memory, with ``limits: nvidia.com/gpu: N`` when it asks for GPUs. A GPU share (``gpu_milli`` <
-1000) asks for ``nvidia.com/gpu: 1`` and carries ``gpufleet.io/gpu-milli``: kube-scheduler counts
-one whole device for it (it is not device-aware), the extender counts the share. A pod restricted to
-GPU models gets a required node affinity on ``nvidia.com/gpu.product``.
+and memory, with ``limits: nvidia.com/gpu: N`` when it asks for whole GPUs. A GPU share
+(``gpu_milli`` < 1000) is written in one of two forms (``SHARE_FORMS``):
+
+- ``resource`` (the sharing contract, docs/designs/014-gpu-sharing.md): ``limits:
+  gpufleet.io/gpu-milli: M``; kube-scheduler counts M against the node's advertised shares, the
+  extender's filter decides which GPU has room;
+- ``device`` (a cluster without a sharing layer, and the pre-014 form): ``nvidia.com/gpu: 1`` plus
+  the annotation ``gpufleet.io/gpu-milli``; kube-scheduler counts one whole device for it.
+
+A pod restricted to GPU models gets a required node affinity on ``nvidia.com/gpu.product``.
 
 Names are ``<prefix>-<index:05d>``: kube-scheduler's queue takes pods it finds at start in list
 order (by name), so a replay queued while the scheduler is stopped is scheduled in trace order.
@@ -25,6 +31,9 @@ from gpufleet.scheduler.simulator import inflate
 PLACEMENT_ANNOTATION = "gpufleet.io/placement"
 GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
 GPU_RESOURCE = "nvidia.com/gpu"
+GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
+#: How a GPU share is written: the extended resource, or one whole device plus the annotation.
+SHARE_FORMS: tuple[str, ...] = ("resource", "device")
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 #: Label on every replayed pod; its value names the run.
 REPLAY_LABEL = "gpufleet.io/replay"
@@ -73,9 +82,11 @@ def choose_placements(requests: Sequence[PodRequest], policy: str | None, opt_in
 
 
 def pod_manifest(pod: ReplayPod, prefix: str, run: str, *, gpufleet_profile: bool = True,
-                 extra_annotations: dict[str, str] | None = None) -> dict:
+                 extra_annotations: dict[str, str] | None = None, share_form: str = "resource") -> dict:
     """The Pod for ``pod``. Opted-in pods use the ``gpufleet-scheduler`` profile when
-    ``gpufleet_profile``, plain pods the default one."""
+    ``gpufleet_profile``, plain pods the default one; a GPU share is written in ``share_form``."""
+    if share_form not in SHARE_FORMS:
+        raise ValueError(f"share_form must be one of {', '.join(SHARE_FORMS)}, got {share_form!r}")
     request = pod.request
     annotations = dict(extra_annotations or {})
     if pod.placement:
@@ -86,7 +97,9 @@ def pod_manifest(pod: ReplayPod, prefix: str, run: str, *, gpufleet_profile: boo
     if request.memory_mib:
         requests["memory"] = f"{request.memory_mib}Mi"
     resources: dict[str, dict[str, str]] = {"requests": requests} if requests else {}
-    if request.num_gpu:
+    if request.is_gpu_share and share_form == "resource":
+        resources["limits"] = {GPU_MILLI_RESOURCE: str(request.gpu_milli)}
+    elif request.num_gpu:
         resources["limits"] = {GPU_RESOURCE: str(request.num_gpu)}
         if request.is_gpu_share:
             annotations[GPU_MILLI_ANNOTATION] = str(request.gpu_milli)
@@ -111,13 +124,19 @@ def pod_manifest(pod: ReplayPod, prefix: str, run: str, *, gpufleet_profile: boo
 
 def gpu_milli_of(pod: dict) -> tuple[int, int]:
     """``(GPUs, milli per GPU)`` a Pod manifest or object asks for, read back the way
-    ``pod_manifest`` wrote it (the share annotation, else whole GPUs)."""
-    gpus = 0
+    ``pod_manifest`` wrote it (the share resource, the share annotation, else whole GPUs)."""
+    gpus = shared = 0
     for container in pod.get("spec", {}).get("containers") or []:
         resources = container.get("resources") or {}
-        value = (resources.get("limits") or {}).get(GPU_RESOURCE) or (resources.get("requests") or {}).get(GPU_RESOURCE)
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        value = limits.get(GPU_RESOURCE) or requests.get(GPU_RESOURCE)
         if value:
             gpus += int(value)
+        value = limits.get(GPU_MILLI_RESOURCE) or requests.get(GPU_MILLI_RESOURCE)
+        if value:
+            shared += int(value)
+    if shared and not gpus:
+        return 1, shared
     share = ((pod.get("metadata") or {}).get("annotations") or {}).get(GPU_MILLI_ANNOTATION)
     if gpus == 1 and share:
         return 1, int(share)

@@ -111,9 +111,15 @@ def with_placement(pods: Sequence[ReplayPod], policy: str | None) -> list[Replay
 
 def replay(cluster: LocalCluster, info: ClusterInfo, specs: Sequence[NodeSpec], the_plan: Plan, label: str, *,
            namespace: str = "replay", emit: Callable[[str], None] | None = None,
-           timeout_s: float = 600.0, gpufleet_profile: bool = True) -> ReplayResult:
-    """Queue the plan's pods in ``namespace`` of a running cluster and report where they went."""
-    manifests = [pod_manifest(p, PREFIX, label, gpufleet_profile=gpufleet_profile) for p in the_plan.pods]
+           timeout_s: float = 600.0, gpufleet_profile: bool = True, share_form: str | None = None) -> ReplayResult:
+    """Queue the plan's pods in ``namespace`` of a running cluster and report where they went.
+    ``share_form``: how GPU shares ask (``tracepods.SHARE_FORMS``); by default the extended resource
+    where the cluster runs the extender, else one whole device each (kube-scheduler alone cannot
+    keep a share on one GPU)."""
+    if share_form is None:
+        share_form = "resource" if info.extender_url else "device"
+    manifests = [pod_manifest(p, PREFIX, label, gpufleet_profile=gpufleet_profile, share_form=share_form)
+                 for p in the_plan.pods]
     with PodLoader(info.kubeconfig) as loader:
         loader.ensure_namespace(namespace)
         run = schedule_in_order(cluster, info, loader, namespace, manifests, emit=emit, timeout_s=timeout_s)

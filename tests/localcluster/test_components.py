@@ -18,7 +18,8 @@ def test_the_shared_scheduler_config_has_the_gpufleet_profile_and_extender_contr
     (extender,) = config["extenders"]
     assert (extender["filterVerb"], extender["prioritizeVerb"], extender["bindVerb"]) == ("filter", "prioritize", "bind")
     assert extender["nodeCacheCapable"] is True and extender["ignorable"] is True
-    assert extender["managedResources"] == [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}]
+    assert extender["managedResources"] == [{"name": "nvidia.com/gpu", "ignoredByScheduler": False},
+                                            {"name": "gpufleet.io/gpu-milli", "ignoredByScheduler": False}]
     assert isinstance(extender["weight"], int) and extender["weight"] > 0
 
 

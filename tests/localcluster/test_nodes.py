@@ -38,7 +38,8 @@ def test_node_manifest_has_gpu_capacity_labels_and_the_kwok_annotation(spec):
     assert manifest["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
     for field in ("capacity", "allocatable"):
         assert manifest["status"][field]["nvidia.com/gpu"] == str(spec.gpus)
-        assert set(manifest["status"][field]) == {"cpu", "memory", "pods", "nvidia.com/gpu"}
+        assert set(manifest["status"][field]) == {"cpu", "memory", "pods", "nvidia.com/gpu", "gpufleet.io/gpu-milli"}
+        assert manifest["status"][field]["gpufleet.io/gpu-milli"] == str(1000 * spec.gpus)
 
 
 def test_a_quarter_of_the_nodes_are_spot_and_zones_rotate():

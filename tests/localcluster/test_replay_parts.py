@@ -113,14 +113,18 @@ def test_gpu_ids_parse_or_are_none():
     assert parse_ids("") is None and parse_ids(None) is None and parse_ids("a,b") is None
 
 
-def test_trace_pods_become_pods_kube_scheduler_and_the_extender_read_as_intended():
+@pytest.mark.parametrize(("form", "annotations", "limits"), [
+    ("resource", {"gpufleet.io/placement": "fgd"}, {"gpufleet.io/gpu-milli": "500"}),
+    ("device", {"gpufleet.io/placement": "fgd", "gpufleet.io/gpu-milli": "500"}, {"nvidia.com/gpu": "1"}),
+])
+def test_trace_pods_become_pods_kube_scheduler_and_the_extender_read_as_intended(form, annotations, limits):
     share = ReplayPod(7, PodRequest(4000, 2048, 1, 500, ("T4",), "p"), "fgd")
-    manifest = pod_manifest(share, "t", "run1")
+    manifest = pod_manifest(share, "t", "run1", share_form=form)
     assert manifest["metadata"]["name"] == "t-00007"
-    assert manifest["metadata"]["annotations"] == {"gpufleet.io/placement": "fgd", "gpufleet.io/gpu-milli": "500"}
+    assert manifest["metadata"]["annotations"] == annotations
     assert manifest["spec"]["schedulerName"] == "gpufleet-scheduler"
     resources = manifest["spec"]["containers"][0]["resources"]
-    assert resources == {"requests": {"cpu": "4000m", "memory": "2048Mi"}, "limits": {"nvidia.com/gpu": "1"}}
+    assert resources == {"requests": {"cpu": "4000m", "memory": "2048Mi"}, "limits": limits}
     term = manifest["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["Tesla-T4"]
     assert gpu_milli_of(manifest) == (1, 500)
