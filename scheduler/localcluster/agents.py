@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from gpufleet.scheduler.localcluster.nodes import NodeSpec
 from gpufleet.scheduler.localcluster.processes import ProcessSpec
 

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--bin-dir", type=Path, default=None,
                     help="folder with the binaries (default: $GPUFLEET_BIN_DIR or the build.sh cache)")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for each wait (default 300)")
+    up.add_argument("--monitoring", action="store_true",
+                    help="also run simulated GPU agents and Prometheus (on PATH) scraping every component")
+    up.add_argument("--agents", type=int, default=2, help="nodes given a simulated agent with --monitoring "
+                                                          "(default %(default)s)")
+    up.add_argument("--controller-metrics-port", type=int, default=None, metavar="PORT",
+                    help="with --monitoring, also scrape a gpufleet controller's /metrics on 127.0.0.1:PORT")
     _state_dir_argument(up)
 
     down = actions.add_parser("down", help="stop every process of the cluster")
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from gpufleet.scheduler.localcluster.components import ConfigFileError
     from gpufleet.scheduler.localcluster.processes import ProcessError
+    from gpufleet.scheduler.localcluster.prometheus import PrometheusError
     from gpufleet.scheduler.localcluster.readiness import NotReadyError
 
     state_dir = args.state_dir or default_state_dir()
@@ -74,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
                 state_dir=state_dir, profile=args.profile, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                 kubeconfig=args.kubeconfig, extender_url=args.extender, start_extender=not args.no_extender,
                 bin_dir=args.bin_dir, node_list=args.node_list, timeout_s=args.timeout,
+                monitoring=args.monitoring, agents=args.agents, controller_metrics_port=args.controller_metrics_port,
             )
             info = LocalCluster(options, progress=lambda message: print(message, flush=True)).up()
             print(f"\nlocal cluster ready in {info.seconds_to_ready:.1f} s: {info.nodes} nodes, {info.gpus} GPUs")
             print(f"  export KUBECONFIG={info.kubeconfig}")
+            if info.prometheus_url:
+                print(f"  Prometheus: {info.prometheus_url}  (dashboards: deploy/monitoring/dashboards/)")
             print(f"  stop it with: gpufleet cluster down --state-dir {info.state_dir}")
             return 0
         cluster = LocalCluster(ClusterOptions(state_dir=state_dir))
@@ -89,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         report = {"cluster": None if info is None else vars(info), "processes": cluster.status()}
         print(json.dumps(report, indent=2, default=str))
         return 0
-    except (BinariesMissingError, ClusterError, ConfigFileError, ProcessError, NotReadyError) as err:
+    except (BinariesMissingError, ClusterError, ConfigFileError, ProcessError, NotReadyError,
+            PrometheusError) as err:
         print(f"gpufleet cluster {args.action}: {err}", file=sys.stderr)
         return 1

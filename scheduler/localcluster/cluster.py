@@ -89,6 +89,12 @@ class ClusterOptions:
     node_list: Path | None = None
     #: Seconds allowed for each wait (API server ready, nodes Ready).
     timeout_s: float = 300.0
+    #: Also start simulated agents and Prometheus scraping every component (``monitoring``).
+    monitoring: bool = False
+    #: Nodes that get a simulated agent with --monitoring.
+    agents: int = 2
+    #: The controller's /metrics port on 127.0.0.1, scraped with --monitoring when given.
+    controller_metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ class ClusterInfo:
     seconds_to_ready: float
     #: Extra arguments of the extender `up` started (restarts reuse them).
     extender_args: list[str] = field(default_factory=list)
+    #: Prometheus of --monitoring (None without it) and each simulated agent's /metrics port by node.
+    prometheus_url: str | None = None
+    agent_metrics_ports: dict[str, int] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -230,6 +239,15 @@ class LocalCluster:
         self._wait_nodes_ready(server, context, len(specs), wait)
         readiness.wait_until("the default service account", readiness.service_account_exists(server, context),
                              wait, check_alive=self._check_all)
+        watched = None
+        if options.monitoring:
+            from gpufleet.scheduler.localcluster import monitoring
+
+            watched = monitoring.start(
+                processes, self._say, state_dir=self.state_dir, repo_root=repo_root, specs=specs,
+                agent_count=options.agents, kubeconfig=kubeconfig, ports=port_numbers, pki=pki,
+                extender_port=port_numbers["extender"] if started_extender else None,
+                controller_port=options.controller_metrics_port, free_ports=_free_ports, wait_s=wait)
 
         info = ClusterInfo(
             state_dir=str(self.state_dir), server=server, kubeconfig=str(kubeconfig),
@@ -238,6 +256,8 @@ class LocalCluster:
             extender_url=extender_url, bin_dir=str(binaries.directory),
             seconds_to_ready=round(time.monotonic() - self._start, 1),
             extender_args=list(options.extender_args) if started_extender else [],
+            prometheus_url=watched.prometheus_url if watched else None,
+            agent_metrics_ports=watched.agent_metrics_ports if watched else {},
         )
         (self.state_dir / STATE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
         self._say(f"ready: {info.nodes} nodes, {info.gpus} GPUs; kubeconfig {kubeconfig}")

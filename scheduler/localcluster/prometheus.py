@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from gpufleet.scheduler.localcluster.certs import ADMIN, Pki
 from gpufleet.scheduler.localcluster.processes import ProcessSpec
 

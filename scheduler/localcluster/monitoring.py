@@ -1,0 +1,55 @@
+"""``cluster up --monitoring``: simulated agents, then Prometheus scraping everything, on loopback.
+
+Called by ``LocalCluster`` once the nodes are Ready. Starts the fake kubelets and the agents
+(``agents``), writes ``prometheus.yml`` into the state folder (``prometheus``), starts Prometheus
+and waits until the agents are healthy and Prometheus is ready. A failure raises; the caller stops
+whatever was started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpufleet.scheduler.localcluster import agents, prometheus, readiness
+from gpufleet.scheduler.localcluster.certs import Pki
+from gpufleet.scheduler.localcluster.nodes import NodeSpec
+from gpufleet.scheduler.localcluster.processes import ProcessGroup
+
+
+@dataclass(frozen=True)
+class MonitoringInfo:
+    prometheus_url: str
+    #: node -> the agent's /metrics port
+    agent_metrics_ports: dict[str, int]
+
+
+def start(processes: ProcessGroup, say: Callable[[str], None], *, state_dir: Path, repo_root: Path,
+          specs: Sequence[NodeSpec], agent_count: int, kubeconfig: Path, ports: Mapping[str, int], pki: Pki,
+          extender_port: int | None, controller_port: int | None, free_ports: Callable[[int], list[int]],
+          wait_s: float) -> MonitoringInfo:
+    binary = prometheus.find_binary("prometheus")
+    nodes = agents.agent_nodes(specs, agent_count)
+    numbers = free_ports(1 + 2 * len(nodes))
+    prometheus_port, pairs = numbers[0], list(zip(numbers[1::2], numbers[2::2], strict=True))
+    specs_to_start, agent_ports = agents.plan(nodes, state_dir, kubeconfig, pairs)
+    for spec in specs_to_start:
+        processes.start(spec)
+    for agent in agent_ports:
+        name = agents.agent_name(agent.node)
+        readiness.wait_until(f"{name} /healthz", readiness.http_ok(f"http://127.0.0.1:{agent.metrics}/healthz"),
+                             wait_s, check_alive=lambda name=name: processes.check(name))
+    if agent_ports:
+        say(f"{len(agent_ports)} simulated agents serving (fake kubelets mirror the API server's pods)")
+
+    targets = prometheus.control_plane_targets(ports, pki) + prometheus.gpufleet_targets(
+        extender_port, [a.metrics for a in agent_ports], controller_port)
+    config = prometheus.write_config(state_dir / "prometheus.yml", prometheus.scrape_config(
+        targets, prometheus.rule_files(repo_root)))
+    processes.start(prometheus.prometheus_process(binary, config, state_dir / "prometheus-data", prometheus_port))
+    url = f"http://127.0.0.1:{prometheus_port}"
+    waited = readiness.wait_until("Prometheus /-/ready", prometheus.PrometheusClient(url).ready, wait_s,
+                                  check_alive=lambda: processes.check(prometheus.NAME))
+    say(f"Prometheus ready at {url} ({waited:.1f} s), scraping {len(targets)} targets")
+    return MonitoringInfo(url, {a.node: a.metrics for a in agent_ports})
