@@ -1,8 +1,9 @@
 """CPU and memory of the GPU node agent sampling simulated GPUs (target: 8 GPUs at 1 Hz <= 1% of a
 core and <= 60 MB RSS).
 
-Starts ``python -m gpufleet.autoscaler.agent --simulate`` as a subprocess for each row, lets it warm up,
-then reads its CPU time and RSS from /proc over ``--seconds``. Rows: each GPU count of ``--gpus``,
+Starts ``gpufleet agent --simulate`` (the entry point the DaemonSet runs) as a subprocess for each row,
+lets it warm up, then reads its CPU time and RSS (psutil) over ``--seconds``; "peak" is the largest RSS
+seen while sampling once a second. Rows: each GPU count of ``--gpus``,
 without clients and with one gRPC StreamSamples client plus a Prometheus scrape every 15 s; and a
 floor row: an idle interpreter that only imported grpc and prometheus_client.
 
@@ -24,9 +25,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The console script installed next to this interpreter: what the DaemonSet runs.
+GPUFLEET = str(Path(sys.executable).with_name("gpufleet"))
 sys.path.insert(0, str(ROOT))
 
 TARGET_CPU_PERCENT = 1.0
@@ -47,13 +51,11 @@ class Row:
     batches_received: int
 
 
-def proc_stats(pid: int) -> tuple[float, float, float, float]:
-    """(cpu seconds, rss MB, peak rss MB, anonymous rss MB) from /proc; MB = 10^6 bytes."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return (cpu, int(status["VmRSS"].split()[0]) * 1024 / 1e6, int(status["VmHWM"].split()[0]) * 1024 / 1e6,
-            int(status["RssAnon"].split()[0]) * 1024 / 1e6)
+def proc_stats(pid: int) -> tuple[float, float, float]:
+    """(cpu seconds, rss MB, anonymous rss MB) of a process (psutil); MB = 10^6 bytes."""
+    process = psutil.Process(pid)
+    times, memory = process.cpu_times(), process.memory_info()
+    return times.user + times.system, memory.rss / 1e6, (memory.rss - memory.shared) / 1e6
 
 
 def script_for(gpus: int, directory: Path) -> list[str]:
@@ -73,7 +75,7 @@ def script_for(gpus: int, directory: Path) -> list[str]:
 def start_agent(args: list[str], directory: Path, interval: float) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     ready = directory / f"ready-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpufleet.autoscaler.agent", *args, "--listen", "127.0.0.1:0", "--metrics-listen",
+        [GPUFLEET, "agent", *args, "--listen", "127.0.0.1:0", "--metrics-listen",
          "127.0.0.1:0", "--interval", str(interval), "--ready-file", str(ready)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -141,11 +143,13 @@ def measure(gpus: int, clients: bool, seconds: float, warmup: float, interval: f
             client = Clients(ports)
             client.start()
         time.sleep(warmup)
-        cpu0, *_ = proc_stats(proc.pid)
+        cpu0, peak, _ = proc_stats(proc.pid)
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
             time.sleep(max(0.0, min(1.0, seconds - (time.monotonic() - t0))))
-        cpu1, rss, peak, anon = proc_stats(proc.pid)
+            peak = max(peak, proc_stats(proc.pid)[1])
+        cpu1, rss, anon = proc_stats(proc.pid)
+        peak = max(peak, rss)
         wall = time.monotonic() - t0
         mean_pass = pass_ms(ports)
     finally:
@@ -165,7 +169,8 @@ def floor_row(seconds: float) -> Row:
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(min(seconds, 3.0))
-        _, rss, peak, anon = proc_stats(proc.pid)
+        _, rss, anon = proc_stats(proc.pid)
+        peak = rss
     finally:
         proc.kill()
         proc.wait()

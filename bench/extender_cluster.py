@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
 from gpufleet.core.clock import SystemClock
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
-from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.scoring import Scorer
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import ClusterState

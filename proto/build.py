@@ -19,9 +19,9 @@ for wheels and editable installs alike), never at import: contract packages only
 from __future__ import annotations
 
 import hashlib
-import re
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from gpufleet.scheduler.workload import MixArrays
 from numba import njit
+
+from gpufleet.scheduler.workload import MixArrays
 
 INFEASIBLE = -1.0
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import Cluster, Node, PodRequest
 from gpufleet.scheduler.policies import choose_gpus, make_policy, select_node

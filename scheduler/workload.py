@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
 from gpufleet.scheduler.model import Cluster, PodRequest
 
 DEFAULT_POPULARITY = 0.95

@@ -3,7 +3,7 @@
 Run by ``bench/gpu_check/run.sh`` on a machine with an NVIDIA GPU (needs no network). Steps:
 
 1. time a sampling pass through the real NVML calls (NvmlReader.read_all), and each NVML call alone;
-2. start ``python -m gpufleet.autoscaler.agent`` against the real driver (no kubelet), on ephemeral ports;
+2. start ``gpufleet agent`` (the DaemonSet's entry point) against the real driver (no kubelet), on ephemeral ports;
 3. stream samples over gRPC while the GPU idles, then while a PyTorch matmul load runs (skipped,
    and said so, when torch or CUDA is missing), then after it;
 4. scrape /metrics during the load and parse it with prometheus_client's parser;
@@ -28,6 +28,8 @@ import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -166,12 +168,11 @@ def vars_of(p: Any) -> dict[str, Any]:
             "sm_util": p.sm_util_percent, "mem_util": p.mem_util_percent}
 
 
-def proc_stats(pid: int) -> tuple[float, int, int]:
-    """(cpu seconds, rss bytes, peak rss bytes) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return cpu, int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(cpu seconds, rss bytes) of a process (psutil)."""
+    process = psutil.Process(pid)
+    times = process.cpu_times()
+    return times.user + times.system, process.memory_info().rss
 
 
 class Stream(threading.Thread):
@@ -261,7 +262,7 @@ def main() -> int:
     ready.unlink(missing_ok=True)
     agent_log = open(Path(args.out).with_name("agent.log"), "w")  # noqa: SIM115 - closed in the finally below
     agent = subprocess.Popen(
-        [sys.executable, "-m", "gpufleet.autoscaler.agent", "-v", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [str(Path(sys.executable).with_name("gpufleet")), "-v", "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", str(args.interval), "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if args.simulate else [])],
         cwd=ROOT, stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -275,7 +276,7 @@ def main() -> int:
             return 1
         ports = json.loads(ready.read_text())
         report["agent_ports"] = ports
-        cpu0, _, _ = proc_stats(agent.pid)
+        cpu0, _ = proc_stats(agent.pid)
         t_cpu0 = time.monotonic()
 
         def inventory() -> Any:
@@ -331,11 +332,11 @@ def main() -> int:
             f"http://127.0.0.1:{ports['metrics_port']}/healthz", timeout=5).read()))
         if "metrics_during_load" not in report:
             step("metrics_during_load", lambda: scrape(ports))
-        cpu1, rss, peak = proc_stats(agent.pid)
+        cpu1, rss = proc_stats(agent.pid)
         wall = time.monotonic() - t_cpu0
         report["agent_process"] = {"cpu_seconds": cpu1 - cpu0, "wall_seconds": wall,
                                    "cpu_percent_of_core": 100 * (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
-                                   "peak_rss_mib": peak / 2**20, "interval_s": args.interval,
+                                   "interval_s": args.interval,
                                    "note": "includes serving one gRPC stream and the scrapes"}
         stream.channel.close()
         batches = [batch_dict(phase, b) for phase, _, b in stream.batches]

@@ -21,17 +21,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+
 
 STAGES = r"""
 import json, sys
+import psutil
 def rss():
-    values = {}
-    for line in open("/proc/self/status"):
-        if line.startswith(("VmRSS", "RssAnon")):
-            values[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return values
+    memory = psutil.Process().memory_info()
+    return {"VmRSS": round(memory.rss / 2**20, 1), "RssAnon": round((memory.rss - memory.shared) / 2**20, 1)}
 out = [("bare interpreter", rss())]
 import grpc, google.protobuf, prometheus_client
 out.append(("+ grpc, protobuf, prometheus_client", rss()))
@@ -60,19 +60,18 @@ print(json.dumps(out))
 """
 
 
-def proc_stats(pid: int) -> tuple[float, float, float, int, float]:
-    """(cpu seconds, rss MiB, peak rss MiB, threads, anonymous rss MiB)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return (cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024,
-            int(status["Threads"]), int(status["RssAnon"].split()[0]) / 1024)
+def proc_stats(pid: int) -> tuple[float, float, int, float]:
+    """(cpu seconds, rss MiB, threads, anonymous rss MiB) of a process (psutil)."""
+    process = psutil.Process(pid)
+    times, memory = process.cpu_times(), process.memory_info()
+    return (times.user + times.system, memory.rss / 2**20, process.num_threads(),
+            (memory.rss - memory.shared) / 2**20)
 
 
 def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir: Path) -> dict[str, Any]:
     ready = workdir / f"ready-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpufleet.autoscaler.agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [str(Path(sys.executable).with_name("gpufleet")), "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", "1", "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if simulate else [])],
         cwd=ROOT, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,10 +83,12 @@ def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir
             time.sleep(0.05)
         port = json.loads(ready.read_text())["metrics_port"]
         time.sleep(3)
-        cpu0, *_ = proc_stats(proc.pid)
+        cpu0, peak, *_ = proc_stats(proc.pid)
         t0 = time.monotonic()
-        time.sleep(seconds)
-        cpu1, rss, peak, threads, anon = proc_stats(proc.pid)
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1.0)
+            peak = max(peak, proc_stats(proc.pid)[1])
+        cpu1, rss, threads, anon = proc_stats(proc.pid)
         wall = time.monotonic() - t0
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         values = {}

@@ -11,6 +11,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
+from gpufleet.core.clock import Clock, SystemClock
+from gpufleet.core.kube.client import KubeAPI
+from gpufleet.core.kube.informer import Informer, InformerConfig
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
 from gpufleet.scheduler.extender.informer import informers
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
@@ -22,12 +28,6 @@ from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import RESOURCES, ClusterState, StateConfig
 from gpufleet.scheduler.model import Node, PodRequest
 from gpufleet.scheduler.workload import WorkloadMix
-from prometheus_client import CollectorRegistry
-
-from gpufleet.core.clock import Clock, SystemClock
-from gpufleet.core.kube.client import KubeAPI
-from gpufleet.core.kube.informer import Informer, InformerConfig
-from gpufleet.core.pricing import PriceCatalog
 
 log = logging.getLogger(__name__)
 

@@ -79,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
+    from gpufleet.core.kube.errors import KubeAPIError
     from gpufleet.scheduler.extender.app import ExtenderApp, ExtenderConfig
     from gpufleet.scheduler.extender.server import ServerError
-
-    from gpufleet.core.kube.errors import KubeAPIError
 
     try:
         host, port = _address(args.listen, "--listen")

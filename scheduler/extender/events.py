@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gpufleet.core.clock import Clock
+from gpufleet.core.kube.errors import KubeAPIError
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.pods import PodInfo
 from gpufleet.scheduler.extender.scoring import NodeParts, Ranking
-
-from gpufleet.core.clock import Clock
-from gpufleet.core.kube.errors import KubeAPIError
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gpufleet.core.kube.client import KubeAPI
+from gpufleet.core.kube.informer import Informer, InformerConfig
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import PLACEMENT_ANNOTATION, parse_pod
 from gpufleet.scheduler.extender.state import ClusterState
-
-from gpufleet.core.kube.client import KubeAPI
-from gpufleet.core.kube.informer import Informer, InformerConfig
-from gpufleet.core.pricing import PriceCatalog
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
+
 from gpufleet.scheduler.model import Cluster, ModelError, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from gpufleet.scheduler.extender.state import ClusterState
-from gpufleet.scheduler.model import GPU_MILLI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from gpufleet.scheduler.extender.state import ClusterState
+from gpufleet.scheduler.model import GPU_MILLI
 
 #: Sub-millisecond resolution where the latency budget lives, up to kube-scheduler's timeouts.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,

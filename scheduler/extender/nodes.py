@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gpufleet.core.pricing import NodePrice, PriceCatalog
+from gpufleet.core.quantity import QuantityError, to_count, to_mib, to_milli
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_str, str_map
 from gpufleet.scheduler.extender.pods import GPU_RESOURCE, PRODUCT_LABEL
 from gpufleet.scheduler.model import Node
-
-from gpufleet.core.pricing import NodePrice, PriceCatalog
-from gpufleet.core.quantity import QuantityError, to_count, to_mib, to_milli
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 LEGACY_INSTANCE_TYPE_LABEL = "beta.kubernetes.io/instance-type"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, ModelError, Node
 
 MAX_MODELS = 62  # Cluster.model_mask uses bits 0..61; bit 62 means "no model"

@@ -21,10 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from gpufleet.core.quantity import QuantityError, parse_quantity
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
 from gpufleet.scheduler.model import GPU_MILLI, ModelError, PodRequest
-
-from gpufleet.core.quantity import QuantityError, parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
 #: The extended resource a GPU share requests (and a node advertises, 1000 per GPU).

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
+
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.extender.ledger import pick_gpus
 from gpufleet.scheduler.extender.pods import PodInfo

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client.exposition import choose_encoder
+
 from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.service import Extender
@@ -28,7 +30,6 @@ from gpufleet.scheduler.extender.wire import (
     parse_preemption_args,
     parse_scheduling_args,
 )
-from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 

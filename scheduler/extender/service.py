@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from gpufleet.core.kube.errors import Conflict, KubeAPIError
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender import preemption
 from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.events import EventRecorder
@@ -34,9 +37,6 @@ from gpufleet.scheduler.extender.wire import (
 )
 from gpufleet.scheduler.model import GPU_MILLI, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
-
-from gpufleet.core.kube.errors import Conflict, KubeAPIError
-from gpufleet.core.pricing import PriceCatalog
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpufleet.core.clock import Clock, SystemClock
 from gpufleet.scheduler.extender.ledger import Ledger, Placement, pick_gpus
 from gpufleet.scheduler.extender.nodes import NodeInfo
 from gpufleet.scheduler.extender.nodetable import append_nodes, clear_row, same_gpus, update_row
 from gpufleet.scheduler.extender.pods import PLACEMENTS, PodInfo
 from gpufleet.scheduler.model import Cluster, ModelError, PodRequest
-
-from gpufleet.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

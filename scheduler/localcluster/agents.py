@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
 from gpufleet.scheduler.localcluster.nodes import NodeSpec
 from gpufleet.scheduler.localcluster.processes import ProcessSpec
 
@@ -49,13 +50,22 @@ def socket_dir(state_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"gpufleet-kubelets-{digest}"
 
 
-def gpu_script(spec: NodeSpec) -> dict:
-    """The simulation script of ``spec``'s GPUs (NVML model name from the product label)."""
+#: The first agent's last GPU works for this long, then falls off the bus (NVML errors, a lost GPU).
+LOST_AFTER_S = 20
+
+
+def gpu_script(spec: NodeSpec, one_lost: bool = False) -> dict:
+    """The simulation script of ``spec``'s GPUs (NVML model name from the product label); with
+    ``one_lost`` the last GPU falls off the bus after LOST_AFTER_S, so health panels have something."""
     model = spec.gpu_product.replace("-", " ", 1)
     size = re.search(r"(\d+)GB", spec.gpu_product)
     memory_mib = int(size.group(1)) * 1024 if size else 81920
     gpus = [{"model": model, "memory_mib": memory_mib, "preset": PRESET_CYCLE[i % len(PRESET_CYCLE)]}
             for i in range(spec.gpus)]
+    if one_lost and gpus:
+        gpus[-1] = {"model": model, "memory_mib": memory_mib, "loop": False,
+                    "phases": [{"seconds": LOST_AFTER_S, "util": [40, 60], "memory_mib": memory_mib // 4},
+                               {"lost": True}]}
     return {"version": 1, "name": f"gpufleet local cluster node {spec.name}", "seed": 0, "gpus": gpus}
 
 
@@ -94,9 +104,9 @@ def plan(specs: Sequence[NodeSpec], state_dir: Path, kubeconfig: Path,
         path.unlink(missing_ok=True)
     processes = [mirror_process(kubeconfig, sockets, max((s.gpus for s in specs), default=0))]
     agent_ports = []
-    for spec, (grpc_port, metrics_port) in zip(specs, ports, strict=True):
+    for i, (spec, (grpc_port, metrics_port)) in enumerate(zip(specs, ports, strict=True)):
         script = folder / f"{spec.name}.yaml"
-        script.write_text(yaml.safe_dump(gpu_script(spec), sort_keys=False))
+        script.write_text(yaml.safe_dump(gpu_script(spec, one_lost=i == 0), sort_keys=False))
         agent = AgentPorts(spec.name, grpc_port, metrics_port)
         agent_ports.append(agent)
         processes.append(agent_process(spec, agent, script, sockets[spec.name]))

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.localcluster.gpuids import parse_ids
 from gpufleet.scheduler.localcluster.nodes import NodeSpec
@@ -25,8 +27,6 @@ from gpufleet.scheduler.model import GPU_MILLI, Cluster, ModelError, PodRequest
 from gpufleet.scheduler.policies import choose_gpus
 from gpufleet.scheduler.simulator import discretise
 from gpufleet.scheduler.workload import WorkloadMix
-
-from gpufleet.core.pricing import PriceCatalog
 
 
 @dataclass(frozen=True)

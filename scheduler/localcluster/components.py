@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
 from gpufleet.scheduler.localcluster.binaries import Binaries
 from gpufleet.scheduler.localcluster.certs import SERVICE_CIDR, Pki
 from gpufleet.scheduler.localcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE

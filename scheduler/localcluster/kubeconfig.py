@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import yaml
+
 from gpufleet.scheduler.localcluster.certs import ClientIdentity, Pki
 
 CONTEXT = "gpufleet-local"

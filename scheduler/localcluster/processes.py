@@ -2,7 +2,7 @@
 
 Each process runs in a session and process group of its own (so a signal reaches whatever it
 forks), writes its output to ``<state>/logs/<name>.log``, and is recorded in
-``<state>/pids/<name>.pid`` as ``pid start-time``. The start time (from /proc) guards against
+``<state>/pids/<name>.pid`` as ``pid start-time``. The start time (psutil) guards against
 signalling an unrelated process that got the same pid after a reboot or a crash.
 """
 
@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +40,26 @@ class ProcessSpec:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
-    when no such process lives (zombies count as gone)."""
+    """The process's start time (seconds since the epoch, as text), or None when no such process
+    lives (zombies count as gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{process.create_time():.2f}"
+    except psutil.Error:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None
-    return fields[19]
 
 
-def _group_members(pgid: int) -> list[int]:
+def group_members(pgid: int) -> list[psutil.Process]:
     """Live (non-zombie) processes in process group ``pgid``."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (psutil.Error, OSError):
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
     return members
 
 
@@ -155,7 +152,7 @@ class ProcessGroup:
         recorded = self._recorded(name)
         if recorded is not None:
             pid = recorded[0]
-            if self.running(name) or (_start_time(pid) is None and _group_members(pid)):
+            if self.running(name) or (_start_time(pid) is None and group_members(pid)):
                 self._signal_group(pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
                 while self._group_alive(name, pid) and time.monotonic() < deadline:
@@ -173,7 +170,7 @@ class ProcessGroup:
         self._pid_file(name).unlink(missing_ok=True)
 
     def _group_alive(self, name: str, pid: int) -> bool:
-        return self._alive(name, pid) or bool(_group_members(pid))
+        return self._alive(name, pid) or bool(group_members(pid))
 
     def _alive(self, name: str, pid: int) -> bool:
         child = _CHILDREN.get(pid)
@@ -194,15 +191,13 @@ class ProcessGroup:
         recorded = self._recorded(name)
         if recorded is None or not self.running(name):
             return 0.0
-        total_kib = 0
-        for pid in _group_members(recorded[0]):
+        total = 0
+        for process in group_members(recorded[0]):
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total_kib += int(line.split()[1])
-            except OSError:
+                total += process.memory_info().rss
+            except psutil.Error:
                 continue
-        return total_kib / 1024
+        return total / 2**20
 
     def stop_all(self, timeout: float = 10.0) -> list[str]:
         """Stop every recorded process, newest first (kwok and the scheduler before etcd)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gpufleet.scheduler.localcluster.certs import ADMIN, Pki
 from gpufleet.scheduler.localcluster.processes import ProcessSpec
 

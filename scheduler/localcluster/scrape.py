@@ -14,8 +14,9 @@ import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gpufleet.scheduler.localcluster import readiness
 from prometheus_client.parser import text_string_to_metric_families
+
+from gpufleet.scheduler.localcluster import readiness
 
 
 class ScrapeError(RuntimeError):

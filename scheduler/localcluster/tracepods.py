@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from gpufleet.scheduler.localcluster.nodes import OPENB_GPU_PRODUCTS, NodeSpec
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, Node, PodRequest
 from gpufleet.scheduler.simulator import inflate

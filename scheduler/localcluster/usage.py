@@ -1,7 +1,7 @@
 """CPU time of the local cluster's processes, to say where the time of a benchmark went.
 
 Each component leads a process group (``processes``); its CPU time is the user + system time of
-every live member of the group, read from /proc. Take a snapshot before and after a run and
+every live member of the group (psutil). Take a snapshot before and after a run and
 subtract. Linux only, like the rest of the local cluster.
 """
 
@@ -10,27 +10,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+import psutil
 
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()
+from gpufleet.scheduler.localcluster.processes import group_members
 
 
 def _group_cpu_seconds(pgid: int) -> float:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    total = 0.0
+    for process in group_members(pgid):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
             continue
-        fields = _stat_fields(int(entry.name))
-        if fields is None or fields[0] == "Z" or int(fields[2]) != pgid:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICKS
+        total += times.user + times.system
+    return total
 
 
 def cpu_seconds(state_dir: Path) -> dict[str, float]:

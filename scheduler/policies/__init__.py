@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from gpufleet.scheduler.policies import bestfit, clustering, dotprod, fgd, packing, random_fit
 from gpufleet.scheduler.policies.base import NodeScores, Policy, choose_gpus, select_node
 from gpufleet.scheduler.workload import WorkloadMix

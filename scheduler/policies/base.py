@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from gpufleet.scheduler.model import Cluster, PodRequest
 from gpufleet.scheduler.policies.base import NodeScores, feasible, masked
 from gpufleet.scheduler.policies.bestfit import MAX_GPU_MILLI

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import Cluster, PodRequest
 from gpufleet.scheduler.policies.base import NodeScores, feasible

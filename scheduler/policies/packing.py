@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 from gpufleet.scheduler.policies.base import NodeScores, feasible, masked
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from gpufleet.scheduler.model import Cluster, PodRequest
 from gpufleet.scheduler.policies.base import INFEASIBLE, NodeScores, feasible
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gpufleet.autoscaler.gpu.nvml import NvmlReader
 from gpufleet.autoscaler.gpu.script import Scenario, builtin_scenario, parse_scenario
 from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
 from gpufleet.autoscaler.kubelet.fake import FakeKubelet
-
 from gpufleet.core.clock import FakeClock
 
 

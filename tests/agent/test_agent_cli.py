@@ -16,6 +16,7 @@ import grpc
 import pynvml
 import pytest
 import yaml
+
 from gpufleet.autoscaler.agent import cli
 from gpufleet.autoscaler.gpu.script import parse_scenario
 from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc

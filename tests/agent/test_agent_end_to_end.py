@@ -9,16 +9,16 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from gpufleet.autoscaler.agent.app import Agent
 from gpufleet.autoscaler.agent.config import AgentConfig
 from gpufleet.autoscaler.agent.pods import KubeletPodSource
 from gpufleet.autoscaler.gpu.backend import BUILTIN, open_backend
 from gpufleet.autoscaler.kubelet.fake import FakeKubelet
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient
-from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
-
 from gpufleet.core.clock import SystemClock
+from gpufleet.proto.gpufleet.v1 import agent_pb2, agent_pb2_grpc
 
 
 @pytest.fixture

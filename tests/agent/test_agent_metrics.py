@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
 from gpufleet.autoscaler.agent.history import AgentIdentity, SampleHistory
 from gpufleet.autoscaler.agent.metrics import AgentMetrics
 from gpufleet.autoscaler.agent.pods import StaticPodSource
@@ -12,11 +17,6 @@ from gpufleet.autoscaler.agent.sampler import Sampler
 from gpufleet.autoscaler.gpu.nvml import NvmlReader
 from gpufleet.autoscaler.gpu.script import Scenario
 from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
-
 from gpufleet.core.clock import FakeClock
 
 IDENTITY = AgentIdentity("node-a", "0.1.0", "simulated", "550.90.07", "12.550.90.07", "id-1", 1.7e9, 1.0)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pynvml
 import pytest
+
 from gpufleet.autoscaler.gpu.backend import BUILTIN, open_backend
 from gpufleet.autoscaler.gpu.model import GpuBackendFailed, GpuBackendUnavailable, Health
 from gpufleet.autoscaler.gpu.nvml import NvmlReader
 from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
-
 from gpufleet.core.clock import FakeClock
 
 MakeReader = Callable[[dict[str, Any]], tuple[NvmlReader, SimulatedNvml]]

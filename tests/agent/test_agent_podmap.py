@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gpufleet.autoscaler.agent.podmap import DeviceIndex, PodRef, is_nvidia_resource, join
 from gpufleet.autoscaler.gpu.model import GpuDevice, MigDevice
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices

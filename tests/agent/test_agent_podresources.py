@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from gpufleet.autoscaler.agent.pods import KubeletPodSource
 from gpufleet.autoscaler.kubelet.fake import FakeKubelet
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from gpufleet.autoscaler.agent.history import Batch, SampleHistory
 from gpufleet.autoscaler.agent.podmap import PodAssignments
 from gpufleet.autoscaler.agent.pods import NoPodSource, PodSnapshot, StaticPodSource
@@ -13,7 +14,6 @@ from gpufleet.autoscaler.gpu.model import GpuBackendFailed, GpuError, GpuReading
 from gpufleet.autoscaler.gpu.nvml import NvmlReader
 from gpufleet.autoscaler.gpu.script import Scenario
 from gpufleet.autoscaler.gpu.simulated import SimulatedNvml
-
 from gpufleet.core.clock import FakeClock
 
 

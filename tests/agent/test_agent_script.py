@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from gpufleet.autoscaler.gpu.script import (
     BUILTIN_SCRIPT,
     PRESETS,

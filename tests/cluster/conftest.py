@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster.binaries import BUILD_HINT, default_bin_dir, missing_binaries
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
 

@@ -168,8 +168,9 @@ def test_every_manifest_under_deploy_is_accepted_by_a_server_side_dry_run(k8s_ap
 
 
 def test_a_stopped_scheduler_leaves_pods_pending_until_it_is_started_again(k8s_api_client, local_cluster, namespace):
-    from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
     from kubernetes import client
+
+    from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
 
     cluster = LocalCluster(ClusterOptions(state_dir=Path(local_cluster.state_dir)))
     core = client.CoreV1Api(k8s_api_client)

@@ -18,8 +18,9 @@ def _unused_loopback_port() -> int:
 
 
 def test_gpu_pods_schedule_in_both_profiles_while_the_extender_is_unreachable(cluster_binaries, tmp_path):
-    from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
     from kubernetes import client, config
+
+    from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
 
     url = f"http://127.0.0.1:{_unused_loopback_port()}"
     cluster = LocalCluster(ClusterOptions(state_dir=tmp_path / "state", nodes=2, extender_url=url, timeout_s=120))

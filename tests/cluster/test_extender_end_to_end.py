@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
 from gpufleet.scheduler.localcluster.decisions import read_decisions
 from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids
@@ -94,7 +95,7 @@ def test_opted_in_pods_are_bound_to_the_extenders_top_node_with_its_gpu_ids(loca
     loader.create(namespace, [gpu_pod(n, g, m, p) for n, g, m, p in shapes], ordered=True)
     pods = wait_bound(loader, namespace, len(shapes))
     decisions = read_decisions(extender_log(local_cluster))
-    for name, gpus, milli, policy in shapes:
+    for name, gpus, _milli, policy in shapes:
         pod = pods[name]
         decision = decisions.get(f"{namespace}/{name}")
         assert decision is not None, f"no extender decision logged for {name}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster.cluster import (
     OPENB_NODE_LIST,
     ClusterOptions,

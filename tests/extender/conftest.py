@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+
+from gpufleet.core.clock import FakeClock
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
@@ -17,10 +21,6 @@ from gpufleet.scheduler.extender.scoring import Scorer
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import ClusterState
-from prometheus_client import CollectorRegistry
-
-from gpufleet.core.clock import FakeClock
-from gpufleet.core.pricing import PriceCatalog
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

@@ -13,6 +13,7 @@ import threading
 from collections import defaultdict
 
 import pytest
+
 from gpufleet.scheduler.extender.server import ExtenderServer
 
 from . import payloads as P

@@ -1,7 +1,9 @@
-"""The extender's manifests agree with the code and with each other, and RBAC has no wildcards."""
+"""The extender's manifests, as `kubectl kustomize` renders them, agree with the code and with each
+other; RBAC has no wildcards; the KubeSchedulerConfigurations follow the one source."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,15 +15,10 @@ from gpufleet.cli import parse_args
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
 OVERLAY = REPO / "deploy" / "overlays" / "existing-scheduler"
-SHARED = REPO / "deploy" / "scheduler" / "kube-scheduler-config.yaml"
-
-
-def documents(directory: Path) -> list[dict]:
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    docs = []
-    for name in kustomization["resources"]:
-        docs.extend(d for d in yaml.safe_load_all((directory / name).read_text()) if d)
-    return docs
+SCHEDULER = REPO / "deploy" / "scheduler"
+CONFIG_KEY = "kube-scheduler-config.yaml"
+#: Kinds without a namespace among the ones deploy/ uses.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
 def of_kind(docs: list[dict], kind: str) -> list[dict]:
@@ -37,23 +34,39 @@ def extender_args(container: dict):
     return parse_args([*container["command"][1:], *container["args"]])
 
 
+def scheduler_config(docs: list[dict]) -> dict:
+    """The KubeSchedulerConfiguration in the one generated ConfigMap of a rendered kustomization."""
+    (config_map,) = of_kind(docs, "ConfigMap")
+    return yaml.safe_load(config_map["data"][CONFIG_KEY])
+
+
+def as_second_scheduler(shared: dict) -> dict:
+    """The source as deploy/base runs it next to the cluster's own scheduler: its profile only, a lease
+    of its own, and the extender as a sidecar on loopback."""
+    config = copy.deepcopy(shared)
+    config["leaderElection"].update(resourceNamespace="gpufleet-system", resourceName="gpufleet-scheduler")
+    config["profiles"] = [p for p in config["profiles"] if p["schedulerName"] == "gpufleet-scheduler"]
+    config["extenders"][0]["urlPrefix"] = "http://127.0.0.1:8888/v1"
+    return config
+
+
+def as_extender_snippet(shared: dict) -> dict:
+    """The source's `extenders` entry as deploy/overlays/existing-scheduler hands it out: no bindVerb."""
+    entry = {k: v for k, v in shared["extenders"][0].items() if k != "bindVerb"}
+    return {"apiVersion": shared["apiVersion"], "kind": shared["kind"], "extenders": [entry]}
+
+
 @pytest.mark.parametrize("directory", [BASE, OVERLAY])
-def test_every_kustomization_input_exists_and_everything_lives_in_gpufleet_system(directory):
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    for name in kustomization["resources"]:
-        assert (directory / name).is_file(), name
-    for generator in kustomization.get("configMapGenerator", []):
-        for name in generator["files"]:
-            assert (directory / name).is_file(), name
-    for doc in documents(directory):
-        namespaced = doc["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}
-        if namespaced and doc["metadata"].get("namespace") != "kube-system":
+def test_everything_a_kustomization_renders_lives_in_gpufleet_system(kustomize, directory):
+    for doc in kustomize(directory):
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == "gpufleet-system", doc["metadata"]["name"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gpufleet", doc["metadata"]["name"]
 
 
 @pytest.mark.parametrize("directory", [BASE, OVERLAY])
-def test_rbac_has_no_wildcards_and_grants_what_the_extender_calls(directory):
-    docs = documents(directory)
+def test_rbac_has_no_wildcards_and_grants_what_the_extender_calls(kustomize, directory):
+    docs = kustomize(directory)
     rules = [rule for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role") for rule in role["rules"]]
     for rule in rules:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
@@ -67,30 +80,41 @@ def test_rbac_has_no_wildcards_and_grants_what_the_extender_calls(directory):
     assert all(b["roleRef"]["name"] != "cluster-admin" for b in bindings)
 
 
-def test_the_sidecar_scheduler_config_matches_the_shared_one_and_the_extender_it_calls():
-    shared = yaml.safe_load(SHARED.read_text())
-    sidecar = yaml.safe_load((BASE / "kube-scheduler-config.yaml").read_text())
-    mine, theirs = dict(sidecar["extenders"][0]), dict(shared["extenders"][0])
-    url = urlparse(mine.pop("urlPrefix"))
-    theirs.pop("urlPrefix")
-    assert mine == theirs
-    assert [p["schedulerName"] for p in sidecar["profiles"]] == ["gpufleet-scheduler"]
-    assert sidecar["leaderElection"]["resourceName"] == "gpufleet-scheduler"
-    args = extender_args(extender_container(documents(BASE), "gpufleet-scheduler"))
+def test_the_base_mounts_its_generated_config_map_and_calls_its_sidecar_extender(kustomize):
+    docs = kustomize(BASE)
+    (config_map,) = of_kind(docs, "ConfigMap")
+    deployment = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "gpufleet-scheduler")
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]  # the hashed name
+    scheduler = next(c for c in pod["containers"] if c["name"] == "kube-scheduler")
+    mount = next(m for m in scheduler["volumeMounts"] if m["name"] == "config")
+    assert f"--config={mount['mountPath']}/{CONFIG_KEY}" in scheduler["command"]
+    url = urlparse(scheduler_config(docs)["extenders"][0]["urlPrefix"])
+    args = extender_args(extender_container(docs, "gpufleet-scheduler"))
     assert args.listen == f"{url.hostname}:{url.port}" and url.hostname == "127.0.0.1"
     assert args.prefix.rstrip("/") == url.path and not args.standalone and args.kubeconfig is None
 
 
-def test_the_existing_scheduler_snippet_points_at_the_overlays_service():
+def test_the_base_scheduler_config_is_the_source_with_only_the_second_scheduler_changes(kustomize):
+    shared = scheduler_config(kustomize(SCHEDULER))
+    assert shared == yaml.safe_load((SCHEDULER / CONFIG_KEY).read_text())
+    assert scheduler_config(kustomize(BASE)) == as_second_scheduler(shared)
+
+
+def test_the_existing_scheduler_snippet_is_the_sources_extender_entry_without_bind():
+    shared = yaml.safe_load((SCHEDULER / CONFIG_KEY).read_text())
     snippet = yaml.safe_load((OVERLAY / "kube-scheduler-extender.yaml").read_text())
-    entry = snippet["extenders"][0]
+    assert snippet == as_extender_snippet(shared)
+
+
+def test_the_existing_scheduler_snippet_points_at_the_overlays_service(kustomize):
+    entry = yaml.safe_load((OVERLAY / "kube-scheduler-extender.yaml").read_text())["extenders"][0]
     url = urlparse(entry["urlPrefix"])
-    docs = documents(OVERLAY)
+    docs = kustomize(OVERLAY)
     service = of_kind(docs, "Service")[0]
     assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert url.port in {p["port"] for p in service["spec"]["ports"]}
     args = extender_args(extender_container(docs, "gpufleet-extender"))
     assert args.prefix.rstrip("/") == url.path and args.listen.endswith(f":{url.port}")
     assert "bindVerb" not in entry and entry["nodeCacheCapable"] and entry["ignorable"]
-    shared_url = urlparse(yaml.safe_load(SHARED.read_text())["extenders"][0]["urlPrefix"])
-    assert (shared_url.hostname, shared_url.port, shared_url.path) == (url.hostname, url.port, url.path)

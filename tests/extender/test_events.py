@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from gpufleet.scheduler.extender.events import EventConfig, EventRecorder, TokenBucket
-from gpufleet.scheduler.extender.metrics import ExtenderMetrics
-from gpufleet.scheduler.extender.pods import parse_pod
 from prometheus_client import CollectorRegistry
 
 from gpufleet.core.clock import FakeClock
 from gpufleet.core.kube.errors import KubeAPIError
+from gpufleet.scheduler.extender.events import EventConfig, EventRecorder, TokenBucket
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.pods import parse_pod
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 
 from . import payloads as P
 from .conftest import Client, eight_gpu_nodes, make_rig
@@ -94,7 +95,7 @@ def requests(draw) -> tuple[str, bytes]:
 
 def test_mutated_real_shaped_requests_never_get_a_5xx_and_the_server_stays_up():
     rig = make_rig(eight_gpu_nodes(6), pods=[VICTIM])
-    for base in BASES["bind"]:
+    for _base in BASES["bind"]:
         rig.api.add_pod(POD)
     server = ExtenderServer(rig.extender, rig.metrics, "127.0.0.1", 0, ServerConfig(max_body_bytes=1 << 20))
     server.start()

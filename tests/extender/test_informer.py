@@ -5,15 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from gpufleet.scheduler.extender.informer import informers
-from gpufleet.scheduler.extender.metrics import ExtenderMetrics
-from gpufleet.scheduler.extender.state import ClusterState
 from prometheus_client import CollectorRegistry
 
 from gpufleet.core.clock import FakeClock
 from gpufleet.core.kube.errors import KubeAPIError, WatchExpired
 from gpufleet.core.kube.informer import InformerConfig
 from gpufleet.core.pricing import PriceCatalog
+from gpufleet.scheduler.extender.informer import informers
+from gpufleet.scheduler.extender.metrics import ExtenderMetrics
+from gpufleet.scheduler.extender.state import ClusterState
 
 from . import payloads as P
 from .fakes import FakeKubeAPI

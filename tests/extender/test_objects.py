@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.nodes import capacity_type, parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
-
-from gpufleet.core.pricing import PriceCatalog
 
 from . import payloads as P
 

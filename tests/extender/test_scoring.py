@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from gpufleet.core.clock import FakeClock
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
 from gpufleet.scheduler.extender.scoring import Scorer, _to_scores
 from gpufleet.scheduler.extender.state import ClusterState
-
-from gpufleet.core.clock import FakeClock
-from gpufleet.core.pricing import PriceCatalog
 
 from . import payloads as P
 

@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 
 from . import payloads as P

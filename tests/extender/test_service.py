@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from gpufleet.core.kube.errors import KubeAPIError
 from gpufleet.scheduler.extender.events import EventConfig
 from gpufleet.scheduler.extender.wire import parse_binding_args, parse_preemption_args, parse_scheduling_args
-
-from gpufleet.core.kube.errors import KubeAPIError
 
 from . import payloads as P
 from .conftest import eight_gpu_nodes, make_rig

@@ -4,13 +4,13 @@ held until confirmed or expired, nodes added and removed without losing anyone's
 from __future__ import annotations
 
 import numpy as np
+
+from gpufleet.core.clock import FakeClock
+from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
 from gpufleet.scheduler.extender.state import ClusterState, StateConfig
 from gpufleet.scheduler.model import PodRequest
-
-from gpufleet.core.clock import FakeClock
-from gpufleet.core.pricing import PriceCatalog
 
 from . import payloads as P
 

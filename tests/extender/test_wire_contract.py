@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from gpufleet.scheduler.extender.wire import (
     PriorityEncoder,
     encode_binding_result,

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster import binaries
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster.binaries import NAMES
 from gpufleet.scheduler.localcluster.builder import BUILD_SCRIPT, BuildError, ensure_binaries
 

@@ -4,6 +4,7 @@ import ipaddress
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
 from gpufleet.scheduler.localcluster import certs
 from gpufleet.scheduler.localcluster.kubeconfig import kubeconfig_dict
 

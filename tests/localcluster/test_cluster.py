@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster import extender
 from gpufleet.scheduler.localcluster.binaries import NAMES
 from gpufleet.scheduler.localcluster.cluster import ClusterError, ClusterOptions, LocalCluster

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from gpufleet.scheduler.localcluster import components
 from gpufleet.scheduler.localcluster.binaries import Binaries
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster import nodes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,18 +4,19 @@ import os
 import time
 
 import pytest
-from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec, _group_members
+
+from gpufleet.scheduler.localcluster.processes import ProcessError, ProcessGroup, ProcessSpec, group_members
 
 
 def test_stop_all_leaves_no_process_behind_including_forked_children(tmp_path):
     group = ProcessGroup(tmp_path)
     child = group.start(ProcessSpec("forker", ["bash", "-c", "sleep 300 & sleep 300 & wait"]))
     deadline = time.monotonic() + 5
-    while len(_group_members(child.pid)) < 3 and time.monotonic() < deadline:
+    while len(group_members(child.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(_group_members(child.pid)) == 3
+    assert len(group_members(child.pid)) == 3
     assert group.stop_all(timeout=5) == ["forker"]
-    assert _group_members(child.pid) == []
+    assert group_members(child.pid) == []
     assert not (tmp_path / "pids" / "forker.pid").exists()
 
 

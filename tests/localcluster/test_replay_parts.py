@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from gpufleet.scheduler.localcluster.allocation import Placed, allocation, node_prices
 from gpufleet.scheduler.localcluster.decisions import fidelity, parse_decisions
 from gpufleet.scheduler.localcluster.gpuids import HeldGpus, assignment_problems, parse_ids

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
+
 from gpufleet.scheduler.model import Cluster, Node, PodRequest
 from gpufleet.scheduler.workload import WorkloadMix
-from hypothesis import strategies as st
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "alibaba-gpu-v2023"
 MODELS = ["A10", "G2", "T4", "V100M16"]

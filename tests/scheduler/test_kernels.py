@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+
 from gpufleet.scheduler import kernels, reference
 from gpufleet.scheduler.workload import PodShape, WorkloadMix
-from hypothesis import given, settings
 
 from .conftest import clusters, mixes, pods, tiny_cluster
 

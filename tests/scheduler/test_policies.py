@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gpufleet.scheduler.model import Cluster, ModelError, Node, PodRequest
 from gpufleet.scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
 from gpufleet.scheduler.workload import PodShape, WorkloadMix

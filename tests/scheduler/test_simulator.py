@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+
+from gpufleet.cli import main
 from gpufleet.scheduler.model import GPU_MILLI
 from gpufleet.scheduler.simulator import SimulationConfig, discretise, inflate, simulate
 from gpufleet.scheduler.trace import read_nodes, read_pods
 from gpufleet.scheduler.workload import WorkloadMix
-
-from gpufleet.cli import main
 
 from .conftest import DATA
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gpufleet.scheduler.trace import TraceError, read_nodes, read_pods
 
 from .conftest import DATA
