@@ -1,6 +1,6 @@
 """The GPU instance price catalog: $/hour per instance type, on-demand and spot.
 
-Defaults ship with the package (``scheduler/data/gpu-instance-prices.csv``, provenance in the
+Defaults ship with the package (``gpufleet/core/data/gpu-instance-prices.csv``, provenance in the
 ``.SOURCES.md`` next to it). Many rows have no spot price (the sources had none for AWS and Azure);
 for those a spot price is estimated as on-demand x ``spot_ratio``, the median spot/on-demand ratio of
 the rows that have both, and marked as an estimate. A node annotation overrides all of this (see
@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from gpufleet.scheduler.extender.errors import WireError
+
+class CatalogError(ValueError):
+    """A price catalog that cannot be read; ``problems`` lists ``file:line: message`` strings."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems[:10]) + (" ..." if len(self.problems) > 10 else ""))
+
 
 CATALOG_FILE = "gpu-instance-prices.csv"
 
@@ -55,7 +62,7 @@ class PriceCatalog:
 
     @classmethod
     def from_csv_text(cls, text: str, source: str = "<text>") -> PriceCatalog:
-        """Parse the catalog CSV (the packaged file's columns); raises ``WireError`` per bad cell."""
+        """Parse the catalog CSV (the packaged file's columns); raises ``CatalogError`` listing every bad cell."""
         problems: list[str] = []
         prices = []
         for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
@@ -71,7 +78,7 @@ class PriceCatalog:
             except (KeyError, ValueError, AttributeError) as err:
                 problems.append(f"{source}:{line}: {err}")
         if problems:
-            raise WireError(problems)
+            raise CatalogError(problems)
         return cls(prices)
 
     @classmethod
