@@ -6,6 +6,13 @@ Progress comes from ``scheduler_schedule_attempts_total{result="scheduled"}`` (c
 bind), polled every ``poll_s``; the run is settled when all pods are bound, or when nothing is left
 in the active and backoff queues, no binding is in flight, and bound + unschedulable covers every
 pod. Latencies come from the scheduler's histograms of the same scrape.
+
+Pods the extender's filter turned away do not stay in the unschedulable queue: kube-scheduler has
+no queueing hint for an extender, so every node update (kwok's heartbeats) sends them back to the
+backoff queue. A run is therefore also settled when every pod is bound, unschedulable or backing
+off, nothing is active or binding, and no pod has been bound for ``settle_s`` (longer than
+kube-scheduler's 10 s maximum backoff and the extender's 30 s decision TTL, so each waiting pod has
+been retried against a cluster that no longer changes: the replays only add pods).
 """
 
 from __future__ import annotations
@@ -100,6 +107,18 @@ def scrape_scheduler(info: ClusterInfo) -> Samples:
     return scrape(scheduler_metrics_url(info), readiness.insecure_ssl_context())
 
 
+#: Seconds without a bind after which pods that keep backing off count as settled (see above).
+SETTLE_S = 40.0
+
+
+def _retrying(samples: Samples) -> int | None:
+    """Pods in the backoff queue when nothing is active or binding, else None."""
+    if samples.total("scheduler_pending_pods", queue="active") or \
+            samples.total("scheduler_goroutines", operation="binding"):
+        return None
+    return int(samples.total("scheduler_pending_pods", queue="backoff"))
+
+
 def _queues(samples: Samples) -> tuple[bool, int]:
     """Whether kube-scheduler has nothing to do (active and backoff queues empty, no binding in
     flight), and how many pods wait in its unschedulable queue."""
@@ -172,6 +191,14 @@ def _follow(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespa
             meter.update(bound + unschedulable)
             if bound >= total or (quiet and bound + unschedulable >= total):
                 break
+            backoff = _retrying(samples)
+            if backoff is not None and bound + unschedulable + backoff >= total:
+                last = max(watch.times().values(), default=launched)
+                if time.monotonic() - max(last, launched + create_s) >= SETTLE_S:
+                    say(f"settled: {bound} bound, {unschedulable + backoff} unschedulable or backing off, "
+                        f"no bind for {SETTLE_S:.0f} s")
+                    unschedulable += backoff
+                    break
             if time.monotonic() > deadline:
                 raise ReplayError(f"{bound} of {total} pods bound and {unschedulable} unschedulable after "
                                   f"{timeout_s:.0f} s; see {cluster.processes.log_path(SCHEDULER)}")
