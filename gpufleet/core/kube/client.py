@@ -2,7 +2,7 @@
 
 ``KubeAPI`` is what the informers need (paginated list and watch of a resource) plus what bind and
 events need (read a pod, post a Binding, post an Event); ``KubernetesAPI`` implements it, and the
-generic verbs (``get``, ``post``, ``patch``) the controller uses, with the official ``kubernetes``
+generic verbs (``get``, ``post``, ``put``, ``patch``, ``delete``) the controller uses, with the official ``kubernetes``
 client's transport (auth, TLS, kubeconfig or in-cluster config), sending and reading raw JSON: the
 generated models cost about a millisecond per pod to build and would drop fields we read. Every
 failure surfaces as ``KubeAPIError`` (``WatchExpired`` for 410 Gone, ``Conflict`` for 409).
@@ -178,6 +178,18 @@ class KubernetesAPI:
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", path, body=body)
+
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the object at ``path``; with ``metadata.resourceVersion`` set, ``Conflict`` when it moved."""
+        return self._json("PUT", path, body=body)
+
+    def delete(self, path: str) -> None:
+        """Delete the object at ``path``; a missing object is not an error."""
+        try:
+            _done(self._call("DELETE", path))
+        except KubeAPIError as err:
+            if err.status != 404:
+                raise
 
     def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]:
         """PATCH with a JSON merge patch (``merge``) or a JSON patch list (``json``)."""

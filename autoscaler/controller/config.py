@@ -1,0 +1,226 @@
+"""The controller's settings: one typed object read from YAML (``--config``), shaped to become a CRD.
+
+The reclaim policy itself (detection, forecast, grace, notice) is :class:`ReclaimConfig`, shared with
+the backtest; this module adds what only a live controller needs: budgets, allowed windows, sample
+buffers, agent freshness and the leader Lease. Durations are seconds (``...Seconds`` fields) or Go
+duration strings (``90s``, ``15m``, ``1h30m``). Every bad field is reported with its path at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gpufleet.autoscaler.controller.cron import CronError, CronSchedule
+from gpufleet.autoscaler.reclaim.config import ReclaimConfig, ReclaimConfigError
+from gpufleet.core.config.kinds import seconds as go_duration
+
+
+class ControllerConfigError(ValueError):
+    """The controller's settings are invalid; ``errors`` lists ``path: what is wrong``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid controller config: " + "; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """At most ``max_actions`` actions and ``max_percent`` % of the opted-in GPUs per rolling ``window_s``."""
+
+    max_actions: int = 10  # actions per window (0 blocks every action)
+    max_percent: float = 10.0  # GPUs freed per window, % of opted-in GPUs (at least one action may free 1)
+    window_s: float = 3600.0  # rolling window, s
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedWindow:
+    """Actions allowed for ``duration_s`` after each start of ``schedule`` (cron, in ``time_zone``)."""
+
+    schedule: str  # five cron fields or @daily/@hourly/...
+    duration_s: float
+    time_zone: str = "UTC"  # IANA name
+
+
+@dataclass(frozen=True, slots=True)
+class SamplesConfig:
+    """Per-GPU sample buffers: agents' 1 Hz samples folded into ``bucket_s`` buckets, kept ``history_s``."""
+
+    bucket_s: float = 10.0  # max utilisation / last memory per bucket, s
+    history_s: float = 6 * 3600.0  # how far back the idle-span history goes, s
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsConfig:
+    """How agents are read: a node whose newest sample is older than ``stale_after_s`` is never acted on."""
+
+    stale_after_s: float = 30.0  # s since the node's last batch was received
+    inventory_every_s: float = 30.0  # GetInventory (pod_resources_ok) period, s
+    replay: int = 300  # batches asked for on each (re)connect
+    backoff_s: float = 0.5  # first reconnect wait, s (doubles, with jitter)
+    backoff_max_s: float = 30.0
+    discovery_every_s: float = 30.0  # EndpointSlice re-read period, s
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    """Leader election on a coordination.k8s.io Lease (client-go's timings)."""
+
+    name: str = "gpufleet-controller"
+    namespace: str = "gpufleet-system"
+    duration_s: float = 15.0  # a holder that has not renewed for this long may be replaced
+    renew_deadline_s: float = 10.0  # the leader stops acting when it could not renew for this long
+    retry_s: float = 2.0  # renew / try-acquire period
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    reclaim: ReclaimConfig = field(default_factory=ReclaimConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    allowed_windows: tuple[AllowedWindow, ...] = ()  # empty: any time
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+    lease: LeaseConfig = field(default_factory=LeaseConfig)
+    pass_interval_s: float = 5.0  # one decision pass every this many seconds
+
+    def __post_init__(self) -> None:
+        errors = validate(self)
+        if errors:
+            raise ControllerConfigError(errors)
+
+    def schedules(self) -> list[tuple[CronSchedule, float, ZoneInfo]]:
+        return [(CronSchedule.parse(w.schedule), w.duration_s, ZoneInfo(w.time_zone)) for w in self.allowed_windows]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ControllerConfig:
+        errors: list[str] = []
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ControllerConfigError(["top level: must be a mapping"])
+        known = {"reclaim", "budget", "allowedWindows", "samples", "agents", "lease", "passInterval"}
+        for key in data:
+            if key not in known and key != "passIntervalSeconds":
+                errors.append(f"{key}: unknown field (known: {', '.join(sorted(known))})")
+        values: dict[str, Any] = {}
+        try:
+            values["reclaim"] = ReclaimConfig.from_dict(data.get("reclaim") or {})
+        except ReclaimConfigError as err:
+            errors.extend(f"reclaim.{e}" for e in err.errors)
+        groups = {"budget": BudgetConfig, "samples": SamplesConfig, "agents": AgentsConfig, "lease": LeaseConfig}
+        for key, group in groups.items():
+            values[key] = group(**_read(group, data.get(key) or {}, f"{key}.", errors))
+        windows = data.get("allowedWindows") or []
+        if not isinstance(windows, list):
+            errors.append("allowedWindows: must be a list")
+            windows = []
+        allowed = []
+        for i, w in enumerate(windows):
+            where = f"allowedWindows[{i}]."
+            allowed.append(AllowedWindow(**_read(AllowedWindow, w, where, errors, required=("schedule", "duration"))))
+        values["allowed_windows"] = tuple(allowed)
+        errors.extend(_window_errors(values["allowed_windows"]))
+        interval = data.get("passInterval", data.get("passIntervalSeconds"))
+        if interval is not None:
+            values["pass_interval_s"] = _duration(interval, "passInterval", errors)
+        if errors:
+            raise ControllerConfigError(errors)
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ControllerConfigError([str(err)]) from err
+
+    @classmethod
+    def load(cls, path: str | Path) -> ControllerConfig:
+        import yaml
+
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ControllerConfigError([f"{path}: cannot read: {err.strerror or err}"]) from err
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ControllerConfigError([f"{path}: not YAML: {err}"]) from err
+        return cls.from_dict(data)
+
+
+def validate(config: ControllerConfig) -> list[str]:
+    errors: list[str] = []
+    positive = [("budget.window", config.budget.window_s), ("samples.bucket", config.samples.bucket_s),
+                ("samples.history", config.samples.history_s), ("agents.staleAfter", config.agents.stale_after_s),
+                ("agents.inventoryEvery", config.agents.inventory_every_s), ("lease.duration", config.lease.duration_s),
+                ("lease.renewDeadline", config.lease.renew_deadline_s), ("lease.retry", config.lease.retry_s),
+                ("passInterval", config.pass_interval_s)]
+    for path, value in positive:
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            errors.append(f"{path}: must be a positive number of seconds, got {value!r}")
+    if not isinstance(config.budget.max_actions, int) or config.budget.max_actions < 0:
+        errors.append(f"budget.maxActions: must be an integer >= 0, got {config.budget.max_actions!r}")
+    if not isinstance(config.budget.max_percent, (int, float)) or not 0 <= config.budget.max_percent <= 100:
+        errors.append(f"budget.maxPercent: must be between 0 and 100, got {config.budget.max_percent!r}")
+    if not errors and config.lease.renew_deadline_s >= config.lease.duration_s:
+        errors.append("lease.renewDeadline: must be shorter than lease.duration")
+    if not config.lease.name or not config.lease.namespace:
+        errors.append("lease: name and namespace must not be empty")
+    errors.extend(_window_errors(config.allowed_windows))
+    return errors
+
+
+def _window_errors(windows: tuple[AllowedWindow, ...]) -> list[str]:
+    errors = []
+    for i, w in enumerate(windows):
+        try:
+            CronSchedule.parse(w.schedule)
+        except CronError as err:
+            errors.append(f"allowedWindows[{i}].schedule: {err}")
+        try:
+            ZoneInfo(w.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors.append(f"allowedWindows[{i}].timeZone: unknown IANA time zone {w.time_zone!r}")
+        if not isinstance(w.duration_s, (int, float)) or not w.duration_s > 0:
+            errors.append(f"allowedWindows[{i}].duration: must be positive, got {w.duration_s!r}")
+    return errors
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.removesuffix("_s").split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _read(cls: type, data: Any, path: str, errors: list[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data``'s camelCase keys as ``cls``'s field names; ``_s`` fields take seconds or a Go duration."""
+    if not isinstance(data, dict):
+        errors.append(f"{path.rstrip('.')}: must be a mapping, got {type(data).__name__}")
+        data = {}
+    names = {_camel(f): f for f in cls.__dataclass_fields__}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = names.get(key.removesuffix("Seconds"))
+        if name is None:
+            errors.append(f"{path}{key}: unknown field (known: {', '.join(sorted(names))})")
+        elif name.endswith("_s"):
+            values[name] = _duration(value, f"{path}{key}", errors)
+        else:
+            values[name] = value
+    for key in required:
+        if names[key] not in values:
+            errors.append(f"{path}{key}: required")
+            values[names[key]] = 1.0 if names[key].endswith("_s") else "* * * * *"
+    return values
+
+
+def _duration(value: Any, path: str, errors: list[str]) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return go_duration(value)
+        except ValueError as err:
+            errors.append(f"{path}: {err}")
+            return 1.0
+    errors.append(f"{path}: must be seconds or a duration like 15m, got {value!r}")
+    return 1.0
