@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("gpufleet.autoscaler.agent.cli", "run the GPU node agent (NVML or --simulate; gRPC stream + /metrics)"),
     "extender": ("gpufleet.scheduler.extender.cli",
                  "run the kube-scheduler extender (filter/prioritize/bind/preempt over HTTP)"),
+    "controller": ("gpufleet.autoscaler.controller.cli", "run the reclaim controller (idle GPUs: notice, then scale/suspend/evict)"),
     "validate": ("gpufleet.validate.cli", "check config-repo YAML against the real API server and gpufleet's rules"),
 }
 
