@@ -171,10 +171,11 @@ AGENTS = (
     Panel("Failed passes and NVML errors", "ops", (
         q(f"rate(gpufleet_agent_sampling_failures_total{A}[$__rate_interval]) {WITH_HOST}",
           "failed passes {{hostname}}"),
-        q(f"sum by (cluster, instance, operation, error) "
-          f"(rate(gpufleet_agent_nvml_errors_total{A}[$__rate_interval])) {WITH_HOST}",
-          "{{operation}} {{error}} {{hostname}}")),
-        "Device reads that failed, by NVML call and error class."),
+        q(f"(sum by (cluster, instance) (rate(gpufleet_agent_nvml_errors_total{A}[$__rate_interval]))"
+          f" or 0 * sum by (cluster, instance) (gpufleet_agent_sampling_passes_total{A})) {WITH_HOST}",
+          "NVML errors {{hostname}}")),
+        "Passes that failed, and device reads that failed (0 until the first error; the split by NVML call "
+        "and error class is gpufleet_agent_nvml_errors_total's operation and error labels)."),
     Panel("PodResources status", "short", (
         q(f"gpufleet_agent_pod_resources_up{A} {WITH_HOST}", "up {{hostname}}"),
         q(f"sum by (cluster, instance, outcome) "
