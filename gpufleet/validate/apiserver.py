@@ -29,6 +29,7 @@ import urllib3
 
 from gpufleet.scheduler.localcluster.binaries import find_binaries
 from gpufleet.scheduler.localcluster.certs import ADMIN, write_pki
+from gpufleet.scheduler.localcluster.kubeconfig import write_kubeconfig
 from gpufleet.scheduler.localcluster.processes import ProcessGroup, ProcessSpec
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class DryRunServer:
         self._processes: ProcessGroup | None = None
         self._http: urllib3.PoolManager | None = None
         self.server = ""
+        #: An admin kubeconfig for the server (kubectl, comparisons in tests).
+        self.kubeconfig: Path | None = None
         self._resources: dict[tuple[str, str], Resource | None] = {}
         self._discovered: set[str] = set()
 
@@ -135,6 +138,8 @@ class DryRunServer:
         self._http = urllib3.PoolManager(maxsize=16, ssl_context=context, retries=False,
                                          timeout=urllib3.Timeout(connect=2.0, read=30.0))
         self.server = f"https://{LOOPBACK}:{api_port}"
+        self.kubeconfig = self._dir / "admin.kubeconfig"
+        write_kubeconfig(self.kubeconfig, self.server, pki, ADMIN)
         deadline = time.monotonic() + self._timeout_s
         while True:
             for name in ("etcd", "kube-apiserver"):
@@ -183,8 +188,8 @@ class DryRunServer:
         refused = []
         names = []
         for crd in crds:
-            status, body = self._request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                                         json.dumps(crd).encode())
+            status, body = self._request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+                                         "?fieldValidation=Strict", json.dumps(crd).encode())
             name = (crd.get("metadata") or {}).get("name", "?")
             if status in (200, 201):
                 names.append(name)
@@ -220,11 +225,17 @@ class DryRunServer:
         return self._resources.get((api_version, kind))
 
     def dry_run_create(self, resource: Resource, namespace: str | None, body: bytes,
-                       content_type: str = "application/yaml") -> Verdict:
-        """POST ``body`` with dryRun=All and strict field validation; the server's verdict."""
+                       content_type: str = "application/yaml", name: str = "") -> Verdict:
+        """POST ``body`` with dryRun=All and strict field validation (a server-side apply when an
+        object ``name`` already exists); the server's verdict."""
         where = f"{resource.path}/namespaces/{namespace or 'default'}" if resource.namespaced else resource.path
         status, answer = self._request("POST", f"{where}/{resource.plural}?dryRun=All&fieldValidation=Strict",
                                        body, content_type)
+        if status == 409 and name:
+            # The server made this object itself (kube-system, default): kubectl apply would patch it.
+            status, answer = self._request(
+                "PATCH", f"{where}/{resource.plural}/{name}?dryRun=All&fieldValidation=Strict"
+                "&fieldManager=gpufleet-validate&force=true", body, "application/apply-patch+yaml")
         return _verdict(status, answer)
 
 
