@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "run the kube-scheduler extender (filter/prioritize/bind/preempt over HTTP)"),
     "controller": ("gpufleet.autoscaler.controller.cli", "run the reclaim controller (idle GPUs: notice, then scale/suspend/evict)"),
     "validate": ("gpufleet.validate.cli", "check config-repo YAML against the real API server and gpufleet's rules"),
+    "device-plugin": ("gpufleet.autoscaler.deviceplugin.cli", "kubelet device plugin: the GPUs the extender chose"),
 }
 
 

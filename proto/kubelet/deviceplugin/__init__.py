@@ -1,0 +1,1 @@
+"""The kubelet device plugin API (``k8s.io/kubelet/pkg/apis/deviceplugin``)."""
