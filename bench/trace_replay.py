@@ -37,42 +37,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpufleet.scheduler.localcluster.cluster import (
-    OPENB_NODE_LIST,
-    ClusterOptions,
-    LocalCluster,
-    find_repo_root,
-)
-from gpufleet.scheduler.localcluster.nodes import openb_nodes
+from gpufleet.scheduler.localcluster.cluster import find_repo_root
+from gpufleet.scheduler.localcluster.comparison import ComparisonConfig, Listener, compare, prepare
 from gpufleet.scheduler.localcluster.tracepods import DEFAULT_TRACE
-from gpufleet.scheduler.localcluster.tracereplay import (
-    Plan,
-    ReplayResult,
-    plan,
-    replay,
-    simulate_same_order,
-    with_placement,
-    write_pod_list,
-)
+from gpufleet.scheduler.localcluster.tracereplay import Plan, ReplayResult
 
 POINTS = ("50", "80", "100")
 
 
 def last_point(curve: dict[str, float]) -> float:
     return curve[max(curve, key=int)] if curve else float("nan")
-
-
-def run_cluster(name: str, the_plan: Plan, specs, nodes: int, extender_args, state: Path, say) -> ReplayResult:
-    options = ClusterOptions(state_dir=state / name, profile="openb", nodes=nodes, timeout_s=300,
-                             start_extender=extender_args is not None, extender_args=extender_args or ())
-    cluster = LocalCluster(options, progress=lambda line: None)
-    say(f"[{name}] cluster up: {nodes} openb nodes")
-    info = cluster.up()
-    try:
-        return replay(cluster, info, specs, the_plan, name, emit=lambda line: say(f"[{name}] {line}"),
-                      timeout_s=1800)
-    finally:
-        cluster.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,19 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {line}", file=out, flush=True)
 
-    specs = openb_nodes(root / OPENB_NODE_LIST, args.nodes)
-    the_plan = plan(specs, trace_path, seed=args.seed, tune=args.tune, policy="fgd",
-                    gpu_only=not args.with_cpu_pods, whole_gpus=args.whole_gpus)
+    config = ComparisonConfig(trace=trace_path, nodes=args.nodes, seed=args.seed, tune=args.tune, policy="fgd",
+                              gpu_only=not args.with_cpu_pods, whole_gpus=args.whole_gpus,
+                              baseline=not args.no_baseline, cluster_timeout_s=300, replay_timeout_s=1800)
+    setup = prepare(config, root)
+    specs, the_plan = setup.specs, setup.plan
     say(f"{len(specs)} nodes, {sum(s.gpus for s in specs)} GPUs; {len(the_plan.pods)} pods of {trace_path.name} "
         f"in the simulator's order (seed {args.seed}, tune {args.tune})")
-    simulated = simulate_same_order(specs, the_plan)
-    say(f"simulator: {simulated.scheduled}/{simulated.pods} pods placed in {simulated.seconds:.1f} s")
-    mix = write_pod_list(args.out / "workload-mix.csv", the_plan.trace)
-    ours = run_cluster("gpufleet", the_plan, specs, args.nodes, ("--workload-mix", str(mix.resolve())),
-                       args.out / "state", say)
-    plain = Plan(with_placement(the_plan.pods, None), the_plan.mix, the_plan.trace, the_plan.seed, the_plan.tune)
-    theirs = None if args.no_baseline else run_cluster("default", plain, specs, args.nodes, None,
-                                                       args.out / "state", say)
+    listener = Listener(
+        simulated=lambda r: say(f"simulator: {r.scheduled}/{r.pods} pods placed in {r.seconds:.1f} s"),
+        starting=lambda name, _: say(f"[{name}] cluster up: {args.nodes} openb nodes"),
+        cluster_progress=lambda name: lambda line: None,
+        replay_progress=lambda name: lambda line: say(f"[{name}] {line}"),
+    )
+    comparison = compare(setup, args.out, listener)
+    simulated, ours, theirs = comparison.simulated, comparison.gpufleet, comparison.default
     summary = json_summary(trace_path.name, len(specs), len(the_plan.pods), args.seed, simulated.alloc_at, ours, theirs)
     if args.json:
         print(json.dumps(summary), flush=True)

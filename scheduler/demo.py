@@ -39,20 +39,13 @@ def _ensure_binaries(root: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from gpufleet.scheduler.localcluster.binaries import BinariesMissingError
     from gpufleet.scheduler.localcluster.builder import BuildError
-    from gpufleet.scheduler.localcluster.cluster import (
-        OPENB_NODE_LIST,
-        ClusterError,
-        ClusterOptions,
-        LocalCluster,
-        find_repo_root,
-    )
-    from gpufleet.scheduler.localcluster.nodes import openb_nodes
+    from gpufleet.scheduler.localcluster.cluster import ClusterError, find_repo_root
+    from gpufleet.scheduler.localcluster.comparison import ComparisonConfig, Listener, compare, prepare
     from gpufleet.scheduler.localcluster.podloader import PodLoadError
     from gpufleet.scheduler.localcluster.processes import ProcessError
     from gpufleet.scheduler.localcluster.readiness import NotReadyError
     from gpufleet.scheduler.localcluster.replay import ReplayError
     from gpufleet.scheduler.localcluster.scrape import ScrapeError
-    from gpufleet.scheduler.localcluster.tracereplay import Plan, plan, replay, with_placement, write_pod_list
     from gpufleet.scheduler.trace import TraceError
 
     started = time.perf_counter()
@@ -63,38 +56,27 @@ def run(args: argparse.Namespace) -> int:
         if not trace.is_file():
             print(f"gpufleet demo: no trace {trace.name}; see bench/data/alibaba-gpu-v2023/", file=sys.stderr)
             return 2
-        specs = openb_nodes(root / OPENB_NODE_LIST, args.nodes)
-        the_plan = plan(specs, trace, seed=args.seed, tune=1.3, policy="fgd", opt_in=args.opt_in)
+        config = ComparisonConfig(trace=trace, nodes=args.nodes, seed=args.seed, tune=1.3, policy="fgd",
+                                  opt_in=args.opt_in, simulate=False)
+        setup = prepare(config, root)
         args.out.mkdir(parents=True, exist_ok=True)
-        mix = write_pod_list(args.out / "workload-mix.csv", the_plan.trace)
-        _say(f"Replaying {len(the_plan.pods)} pods of openb_pod_list_{args.trace} ({the_plan.opted_in} opted in "
-             f"to fgd) on {len(specs)} nodes / {sum(s.gpus for s in specs)} GPUs, twice.")
-        results = {}
-        for label, the_run, extender_args in (
-            ("gpufleet", the_plan, ("--workload-mix", str(mix))),
-            ("default", Plan(with_placement(the_plan.pods, None), the_plan.mix, the_plan.trace,
-                             the_plan.seed, the_plan.tune), None),
-        ):
-            _say(f"\n[{label}] bringing the local cluster up "
-                 f"({'with' if extender_args else 'without'} the gpufleet extender)...")
-            options = ClusterOptions(state_dir=args.out / "state" / label, profile="openb", nodes=args.nodes,
-                                     start_extender=extender_args is not None,
-                                     extender_args=extender_args or ())
-            cluster = LocalCluster(options, progress=_say)
-            info = cluster.up()
-            keep = args.keep and label == "gpufleet"
-            try:
-                results[label] = replay(cluster, info, specs, the_run, label, emit=_say, timeout_s=600)
-            finally:
-                if keep:
-                    _say(f"[{label}] left running: export KUBECONFIG={info.kubeconfig}; "
-                         f"`gpufleet cluster down --state-dir {options.state_dir}` stops it")
-                else:
-                    cluster.down()
+        _say(f"Replaying {len(setup.plan.pods)} pods of openb_pod_list_{args.trace} ({setup.plan.opted_in} opted "
+             f"in to fgd) on {len(setup.specs)} nodes / {setup.gpus} GPUs, twice.")
+        listener = Listener(
+            starting=lambda label, extender: _say(f"\n[{label}] bringing the local cluster up "
+                                                  f"({'with' if extender else 'without'} the gpufleet extender)..."),
+            cluster_progress=lambda label: _say,
+            replay_progress=lambda label: _say,
+            kept=lambda label, info, state_dir: _say(
+                f"[{label}] left running: export KUBECONFIG={info.kubeconfig}; "
+                f"`gpufleet cluster down --state-dir {state_dir}` stops it"),
+        )
+        comparison = compare(setup, args.out, listener, keep=args.keep)
     except (ClusterError, BinariesMissingError, BuildError, NotReadyError, ProcessError, PodLoadError, ReplayError,
             ScrapeError, TraceError, OSError, ValueError) as err:
         print(f"gpufleet demo: {err}", file=sys.stderr)
         return 1
+    results = {"gpufleet": comparison.gpufleet, "default": comparison.default}
     report = _report(results, time.perf_counter() - started)
     (args.out / "report.txt").write_text(report)
     _say("\n" + report)

@@ -54,6 +54,10 @@ class Plan:
     def opted_in(self) -> int:
         return sum(1 for p in self.pods if p.placement)
 
+    def without_placement(self) -> Plan:
+        """The same pods in the same order, none opted in (what the default scheduler alone gets)."""
+        return Plan(with_placement(self.pods, None), self.mix, self.trace, self.seed, self.tune)
+
 
 @dataclass
 class ReplayResult:
