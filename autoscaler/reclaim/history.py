@@ -1,0 +1,104 @@
+"""The history of idle spans the forecast learns from, per workload and pooled over the fleet. No I/O here.
+
+``SpanLog`` holds every span of some series with the time each one became known; ``SpanLog.as_of(now)``
+is what an observer knew at ``now`` (spans still running are cut at ``now`` and count as censored), so
+the backtest never looks ahead. The controller builds one from its sample buffers each pass
+(``SpanHistory.from_series``) or keeps a log and appends finished spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import DetectionConfig
+from .idle import ENDED_BY_ACTIVITY, spans
+from .samples import GpuKey, Series
+
+
+@dataclass(frozen=True, slots=True)
+class SpanHistory:
+    """Idle spans known at ``now``: parallel arrays, one entry per span."""
+
+    now: float
+    keys: tuple[GpuKey, ...]  # series index -> key
+    series: np.ndarray  # int64, index into keys
+    workload: np.ndarray  # int64, index into workloads
+    workloads: tuple[str, ...]
+    start: np.ndarray  # float64, unix seconds
+    length_s: np.ndarray  # float64
+    completed: np.ndarray  # bool: ended by activity (else censored: lasted at least length_s)
+    evidence_at: np.ndarray  # float64: when the span's evidence ends (its end, or now if running)
+    key_index: Mapping[GpuKey, int]  # inverse of keys
+    workload_of: Mapping[str, int]  # inverse of workloads
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @classmethod
+    def empty(cls, now: float = 0.0) -> SpanHistory:
+        return SpanLog.from_series({}, DetectionConfig()).as_of(now)
+
+    @classmethod
+    def from_series(cls, series: Mapping[GpuKey, Series], detection: DetectionConfig, now: float) -> SpanHistory:
+        return SpanLog.from_series(series, detection).as_of(now)
+
+    def workload_index(self, key: GpuKey) -> int:
+        """Index of the key's workload, -1 when it has no spans here."""
+        return self.workload_of.get(key.workload_key, -1)
+
+    def series_index(self, key: GpuKey) -> int:
+        return self.key_index.get(key, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanLog:
+    """Every span of some series, finished or not, with when each became known."""
+
+    keys: tuple[GpuKey, ...]
+    workloads: tuple[str, ...]
+    series: np.ndarray
+    workload: np.ndarray
+    start: np.ndarray
+    last: np.ndarray  # last idle sample of a censored span; NaN for one ended by activity
+    length_s: np.ndarray
+    completed: np.ndarray
+    known_at: np.ndarray
+
+    @classmethod
+    def from_series(cls, series: Mapping[GpuKey, Series], detection: DetectionConfig) -> SpanLog:
+        keys = tuple(series)
+        workloads = tuple(dict.fromkeys(k.workload_key for k in keys))
+        windex = {w: i for i, w in enumerate(workloads)}
+        rows = []
+        for i, key in enumerate(keys):
+            for s in spans(series[key], detection):
+                last = s.start + s.length_s if s.ended_by != ENDED_BY_ACTIVITY else np.nan
+                rows.append((i, windex[key.workload_key], s.start, last, s.length_s,
+                             s.ended_by == ENDED_BY_ACTIVITY, s.known_at))
+        if rows:
+            cols = list(zip(*rows, strict=True))
+        else:
+            cols = [()] * 7
+        last = np.asarray(cols[3], dtype=np.float64)
+        return cls(keys, workloads, np.asarray(cols[0], dtype=np.int64), np.asarray(cols[1], dtype=np.int64),
+                   np.asarray(cols[2], dtype=np.float64), last, np.asarray(cols[4], dtype=np.float64),
+                   np.asarray(cols[5], dtype=bool), np.asarray(cols[6], dtype=np.float64))
+
+    def as_of(self, now: float) -> SpanHistory:
+        """What was known at ``now``: finished spans as they ended, running ones cut at ``now`` (censored)."""
+        seen = self.start <= now
+        known = seen & (self.known_at <= now)
+        # a running span lasted at least until now (or its last idle sample, when data has stopped)
+        cut = np.where(np.isnan(self.last), now, np.minimum(self.last, now)) - self.start
+        length = np.where(known, self.length_s, cut)
+        return SpanHistory(
+            now=now, keys=self.keys, series=self.series[seen], workload=self.workload[seen],
+            workloads=self.workloads, start=self.start[seen], length_s=length[seen],
+            completed=self.completed[seen] & known[seen],
+            evidence_at=np.where(known, self.known_at, now)[seen],
+            key_index={k: i for i, k in enumerate(self.keys)},
+            workload_of={w: i for i, w in enumerate(self.workloads)},
+        )
