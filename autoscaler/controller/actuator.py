@@ -200,6 +200,9 @@ class Actuator:
             self._api.patch(action.root.path, {"metadata": {
                 "uid": action.root.uid or (root.get("metadata") or {}).get("uid"),
                 "annotations": self._annotations(action, str(replicas))}})
+            scale = self._api.get(scale_path)  # the annotation moved the resourceVersion the scale carries
+            if scale is None:
+                return Result.CHANGED
         body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
                 "metadata": {"name": action.root.name, "namespace": action.root.namespace,
                              "resourceVersion": (scale.get("metadata") or {}).get("resourceVersion")},
