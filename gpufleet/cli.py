@@ -22,8 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "extender": ("gpufleet.scheduler.extender.cli",
                  "run the kube-scheduler extender (filter/prioritize/bind/preempt over HTTP)"),
     "controller": ("gpufleet.autoscaler.controller.cli", "run the reclaim controller (idle GPUs: notice, then scale/suspend/evict)"),
+    "reclaim": ("gpufleet.autoscaler.reclaim.cli", "backtest the idle-GPU reclaim policy on a utilisation trace"),
     "validate": ("gpufleet.validate.cli", "check config-repo YAML against the real API server and gpufleet's rules"),
     "device-plugin": ("gpufleet.autoscaler.deviceplugin.cli", "kubelet device plugin: the GPUs the extender chose"),
+    "certs": ("gpufleet.scheduler.extender.certscli", "write CA, extender and kube-scheduler certificates (mTLS)"),
 }
 
 
