@@ -30,7 +30,7 @@ TOLERANCE = {"fgd": 0.3}  # pp at 130% arrived; baselines 1.0
 POINTS = ("100", "130")
 
 sys.path.insert(0, str(ROOT.parent))
-from gpufleet.scheduler.policies import PAPER_NAMES, POLICIES
+from gpufleet.scheduler.policies import PAPER_NAMES
 from gpufleet.scheduler.simulate_cli import parse_seeds
 
 _cache: dict = {}
@@ -72,7 +72,7 @@ def published_curves(trace: str) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", default=",".join(TRACES))
-    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--policies", default=",".join(PAPER_NAMES))
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("42-51"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=ROOT / "out")

@@ -28,6 +28,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def priced(nodes: list) -> list:
+    """The nodes with the hourly price and capacity type the local cluster gives the same node list."""
+    from dataclasses import replace
+
+    from gpufleet.scheduler.localcluster.allocation import node_prices
+    from gpufleet.scheduler.localcluster.nodes import openb_spec
+
+    specs = [openb_spec(node, index) for index, node in enumerate(nodes)]
+    prices, _ = node_prices(specs)
+    return [replace(node, price_per_hour=float(price), spot=spec.capacity_type == "spot")
+            for node, spec, price in zip(nodes, specs, prices)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pods", required=True, help="openb pod list CSV")
     parser.add_argument("--nodes", required=True, help="openb node list CSV")
@@ -39,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact", action="store_true", help="FGD without integer score quantisation")
     parser.add_argument("--index-tie-break", action="store_true",
                         help="break score ties by node order in the file, not a seeded order")
+    parser.add_argument("--priced", action="store_true",
+                        help="price the nodes as `gpufleet cluster up --profile openb` does (catalog instance "
+                             "types, one node in four spot); the cost policy needs prices")
+    parser.add_argument("--interruptible", action="store_true",
+                        help="cost policy: the pods may run on spot nodes without the interruption penalty")
     parser.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
 
 
@@ -51,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
     except TraceError as err:
         print(f"gpufleet simulate: {err}", file=sys.stderr)
         return 2
+    if args.priced:
+        nodes = priced(nodes)
     for seed in args.seeds or [args.seed]:
         config = SimulationConfig(policy=args.policy, seed=seed, tune=args.tune, quantise=not args.exact,
-                                  seeded_tie_break=not args.index_tie_break)
+                                  seeded_tie_break=not args.index_tie_break, interruptible=args.interruptible)
         started = time.perf_counter()
 
         def progress(done: int, total: int, seed: int = seed, started: float = started) -> None:

@@ -34,6 +34,7 @@ class SimulationConfig:
     tune: float = 1.3  # inflate GPU demand to this multiple of cluster GPU capacity
     quantise: bool = True  # FGD's integer scores (see policies.fgd.FGDOptions)
     seeded_tie_break: bool = True  # ties to a seeded node order (False: lowest node index)
+    interruptible: bool = False  # the cost policy: pods may run on spot without a penalty
 
 
 @dataclass
@@ -91,6 +92,13 @@ def discretise(arrived_pct: np.ndarray, value_pct: np.ndarray) -> dict[str, floa
     return out
 
 
+def _occupied_price(cluster: Cluster) -> float:
+    """USD/h of the nodes that hold at least one pod at the end (0 when the nodes carry no prices)."""
+    used = (cluster.gpu_free.sum(axis=1) < cluster.gpu_count.astype(np.int64) * 1000) | (
+        cluster.cpu_free < cluster.cpu_capacity)
+    return round(float(cluster.price_per_hour[used].sum()), 2)
+
+
 def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: SimulationConfig,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Replay ``trace`` on an empty cluster of ``nodes`` under ``config``; see the module docstring."""
@@ -101,9 +109,11 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
     pods = inflate(trace, capacity, config.tune, rng)
     rank = rng.permutation(len(cluster)) if config.seeded_tie_break else np.arange(len(cluster))
     mix = WorkloadMix.from_pods(trace)
-    from gpufleet.scheduler.policies.fgd import FGDOptions  # only FGD takes options
+    from gpufleet.scheduler.policies.cost import CostOptions
+    from gpufleet.scheduler.policies.fgd import FGDOptions
 
-    policy = make_policy(config.policy, mix=mix, rng=rng, options=FGDOptions(quantise=config.quantise))
+    policy = make_policy(config.policy, mix=mix, rng=rng, options=FGDOptions(quantise=config.quantise),
+                         cost_options=CostOptions(interruptible=config.interruptible))
     report_mix = mix.arrays(cluster)
     frag = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, report_mix)
 
@@ -132,5 +142,5 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
         alloc_at=discretise(arrived_pct, allocated / capacity * 100),
         frag_at=discretise(arrived_pct, fragmented / capacity * 100),
         extra={"tune": config.tune, "nodes": len(cluster), "gpus": capacity // 1000,
-               "typical_pods": len(mix)},
+               "typical_pods": len(mix), "occupied_usd_per_hour": _occupied_price(cluster)},
     )

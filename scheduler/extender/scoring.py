@@ -3,15 +3,10 @@
 Only the candidate rows are scored: their slices of the cluster arrays go through the same numba
 kernels the simulator uses (feasibility, FGD), so a request costs O(candidates), not O(cluster).
 
-Policies (``gpufleet.io/placement``):
-
-- ``fgd``: the FGD paper's score, sigmoid of the drop in expected fragmentation, quantised to 0..100;
-- ``binpack``: the paper's BestFit (least CPU and GPU left over);
-- ``spread``: the opposite, most GPU and CPU left over (LeastAllocated);
-- ``cost``: an hourly cost to minimise, in USD: the pod's GPUs at the node's $/GPU-hour, plus the GPU
-  capacity the placement strands (the increase of expected fragmentation, in GPUs) priced at the
-  candidates' mean $/GPU-hour, plus, for pods not marked interruptible, a penalty on spot nodes of
-  ``interruption_penalty`` mean GPU-hours per GPU.
+Policies (``gpufleet.io/placement``), each defined once in :mod:`gpufleet.scheduler.policies` (the
+simulator uses the same modules): ``fgd`` (the FGD paper's score, quantised to 0..100), ``binpack``,
+``spread`` and ``cost`` (hourly USD: the pod's GPUs, the capacity it strands, a spot penalty for pods
+that are not interruptible).
 
 Mapping: the chosen node gets 10 (one node only: among equals, the one kube-scheduler's MostAllocated
 would pack first), the other feasible ones 1..9 linearly in the policy's raw score, infeasible or
@@ -30,12 +25,12 @@ from gpufleet.scheduler import kernels
 from gpufleet.scheduler.extender.ledger import pick_gpus
 from gpufleet.scheduler.extender.pods import PodInfo
 from gpufleet.scheduler.extender.state import ClusterState
-from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
-from gpufleet.scheduler.policies.bestfit import MAX_CPU_MILLI, MAX_GPU_MILLI
+from gpufleet.scheduler.model import GPU_MILLI, Cluster
+from gpufleet.scheduler.policies import binpack, cost, spread
 from gpufleet.scheduler.policies.fgd import FGDPolicy
 from gpufleet.scheduler.workload import MixArrays, PodShape, WorkloadMix
 
-FGD, BINPACK, SPREAD, COST, OFF = "fgd", "binpack", "spread", "cost", "off"
+FGD, BINPACK, SPREAD, COST, OFF = "fgd", binpack.NAME, spread.NAME, cost.NAME, "off"
 SCORED_POLICIES = (FGD, BINPACK, SPREAD, COST)
 
 #: Used until enough GPU pods run to learn the mix from: mostly 1-GPU pods, some shares and gangs.
@@ -105,6 +100,7 @@ class Scorer:
         self._fgd: FGDPolicy | None = None
         self._mix_arrays: MixArrays | None = None
         self._mix_version = 0
+        self._cost_options = cost.CostOptions(config.interruption_penalty, config.fragmentation_weight)
 
     # -- workload mix and fragmentation --------------------------------------------------------
 
@@ -175,19 +171,15 @@ class Scorer:
             before = fgd.fragmentation(cluster)[r]
             _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
                                           request.num_gpu, request.gpu_milli, mix, quantise=False)
-            delta = _fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix)
-            raw = -self._cost(cluster, r, ok, request, pod.interruptible, delta)
+            delta = cost.fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix)
+            raw = -cost.hourly_cost(cluster.price_per_hour[r], cluster.gpu_count[r], cluster.spot[r], ok, request,
+                                    pod.interruptible, delta, self._cost_options)
+        elif policy == BINPACK:
+            raw = binpack.raw_scores(gpu_free, cpu_free, request)
         else:
-            left_gpu = gpu_free.sum(axis=1, dtype=np.int64) - request.total_gpu_milli
-            left_cpu = cpu_free - request.cpu_milli
-            if policy == BINPACK:
-                raw = -(0.5 * left_cpu / MAX_CPU_MILLI + 0.5 * left_gpu / MAX_GPU_MILLI)
-            else:
-                gpu_cap = np.maximum(cluster.gpu_count[r].astype(np.int64) * GPU_MILLI, 1)
-                cpu_cap = np.maximum(cluster.cpu_capacity[r], 1)
-                raw = 0.5 * left_gpu / gpu_cap + 0.5 * left_cpu / cpu_cap
-                if request.is_gpu_share:
-                    share = _most_free_gpu(gpu_free, request.gpu_milli)
+            raw = spread.raw_scores(gpu_free, cpu_free, cluster.gpu_count[r], cluster.cpu_capacity[r], request)
+            if request.is_gpu_share:
+                share = spread.most_free_gpu(gpu_free, request.gpu_milli)
         raw = np.where(ok, raw, -np.inf)
         scores = np.zeros(len(names), dtype=np.int64)
         if not ok.any():
@@ -200,48 +192,10 @@ class Scorer:
         parts = _top_parts(cluster, r, known, names, scores_known, raw, delta, top)
         return Ranking(policy, scores, int(known[best_local]), gpus, parts)
 
-    def _cost(self, cluster: Cluster, r: np.ndarray, ok: np.ndarray, request: PodRequest,
-              interruptible: bool, delta: np.ndarray) -> np.ndarray:
-        per_gpu = _price_per_gpu_hour(cluster, r)
-        priced = per_gpu > 0
-        pool = priced & ok if (priced & ok).any() else priced
-        mean = float(per_gpu[pool].mean()) if pool.any() else 1.0
-        per_gpu = np.where(priced, per_gpu, mean)  # unknown prices are taken as average, not as free
-        gpus = request.total_gpu_milli / GPU_MILLI
-        cost = gpus * per_gpu + self.config.fragmentation_weight * (delta / GPU_MILLI) * mean
-        if not interruptible:
-            cost = cost + cluster.spot[r] * (self.config.interruption_penalty * mean * gpus)
-        return cost
-
 
 def rows_of(index: dict[str, int], names: Sequence[str]) -> np.ndarray:
     """Row of every name, -1 for names the model does not have (a C-level loop: no Python frame per name)."""
     return np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
-
-
-def _price_per_gpu_hour(cluster: Cluster, r: np.ndarray) -> np.ndarray:
-    return cluster.price_per_hour[r] / np.maximum(cluster.gpu_count[r], 1)
-
-
-def _fragmentation_delta(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, before: np.ndarray,
-                         request: PodRequest, share: np.ndarray, mix: MixArrays) -> np.ndarray:
-    """F_after - F_before (milli-GPU) for placing the pod on each row, the way FGD charges it."""
-    after_gpu = gpu_free.copy()
-    if request.is_gpu_share:
-        rows = np.flatnonzero(share >= 0)
-        after_gpu[rows, share[rows]] -= request.gpu_milli
-    else:
-        whole = after_gpu >= GPU_MILLI
-        take = whole & (np.cumsum(whole, axis=1) <= request.num_gpu)
-        after_gpu[take] -= GPU_MILLI
-    after = kernels.node_fragmentation(np.ascontiguousarray(after_gpu, dtype=np.int32),
-                                       cpu_free - request.cpu_milli, model, mix)
-    return after - before
-
-
-def _most_free_gpu(gpu_free: np.ndarray, milli: int) -> np.ndarray:
-    best = np.argmax(gpu_free, axis=1).astype(np.int32)
-    return np.where(gpu_free.max(axis=1, initial=0) >= milli, best, -1).astype(np.int32)
 
 
 def _to_scores(raw: np.ndarray, ok: np.ndarray, best: int) -> np.ndarray:
@@ -276,7 +230,7 @@ def _best(raw: np.ndarray, gpu_free: np.ndarray, cpu_free: np.ndarray) -> int:
 def _top_parts(cluster: Cluster, r: np.ndarray, known: np.ndarray, names: Sequence[str], scores: np.ndarray,
                raw: np.ndarray, delta: np.ndarray | None, top: int) -> tuple[NodeParts, ...]:
     order = np.lexsort((-raw, -scores))[:top]
-    per_gpu = _price_per_gpu_hour(cluster, r)
+    per_gpu = cost.price_per_gpu_hour(cluster.price_per_hour[r], cluster.gpu_count[r])
     parts = []
     for i in order:
         if scores[i] == 0:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpufleet.scheduler.model import Node
+
 log = logging.getLogger(__name__)
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -138,19 +140,19 @@ def openb_nodes(node_list: Path, count: int | None = None) -> list[NodeSpec]:
     trace_nodes = [n for n in read_nodes(node_list) if n.gpus > 0]
     if count is not None:
         trace_nodes = evenly_spaced(trace_nodes, count)
-    specs = []
-    for index, node in enumerate(trace_nodes):
-        zone, capacity_type = _placement(index)
-        instance_type = OPENB_INSTANCE_TYPES.get(
-            (node.gpu_model, node.gpus), f"openb.{node.gpu_model.lower()}.{node.gpus}gpu"
-        )
-        specs.append(NodeSpec(
-            name=node.name.lower(), gpus=node.gpus, gpu_model=node.gpu_model,
-            gpu_product=OPENB_GPU_PRODUCTS.get(node.gpu_model, node.gpu_model),
-            instance_type=instance_type, zone=zone, capacity_type=capacity_type,
-            cpu_milli=node.cpu_milli, memory_mib=node.memory_mib,
-        ))
-    return specs
+    return [openb_spec(node, index) for index, node in enumerate(trace_nodes)]
+
+
+def openb_spec(node: Node, index: int) -> NodeSpec:
+    """The fake node for one openb node, the index-th of its list (zone and capacity type by index)."""
+    zone, capacity_type = _placement(index)
+    instance_type = OPENB_INSTANCE_TYPES.get((node.gpu_model, node.gpus), f"openb.{node.gpu_model.lower()}.{node.gpus}gpu")
+    return NodeSpec(
+        name=node.name.lower(), gpus=node.gpus, gpu_model=node.gpu_model,
+        gpu_product=OPENB_GPU_PRODUCTS.get(node.gpu_model, node.gpu_model),
+        instance_type=instance_type, zone=zone, capacity_type=capacity_type,
+        cpu_milli=node.cpu_milli, memory_mib=node.memory_mib,
+    )
 
 
 def uniform_nodes(count: int, gpus_per_node: int = 8) -> list[NodeSpec]:

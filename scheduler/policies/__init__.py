@@ -1,4 +1,5 @@
-"""Placement policies, one module each, registered in ``POLICIES`` by name.
+"""Placement policies, one module each, registered in ``POLICIES`` by name: the FGD paper's six and
+the extender's binpack, spread and cost. The simulator and the extender both take them from here.
 
 ``make_policy(name, mix=..., rng=...)`` builds one; every policy scores all nodes for a pod in one call
 (see ``base.Policy``), and ``base.select_node`` / ``base.choose_gpus`` turn scores into a placement.
@@ -10,7 +11,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gpufleet.scheduler.policies import bestfit, clustering, dotprod, fgd, packing, random_fit
+from gpufleet.scheduler.policies import (
+    bestfit,
+    binpack,
+    clustering,
+    cost,
+    dotprod,
+    fgd,
+    packing,
+    random_fit,
+    spread,
+)
 from gpufleet.scheduler.policies.base import NodeScores, Policy, choose_gpus, select_node
 from gpufleet.scheduler.workload import WorkloadMix
 
@@ -22,18 +33,25 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     packing.NAME: lambda **_: packing.PackingPolicy(),
     bestfit.NAME: lambda **_: bestfit.BestFitPolicy(),
     fgd.NAME: lambda mix, options=None, **_: fgd.FGDPolicy(mix, options or fgd.FGDOptions()),
+    # The extender's own: binpack, spread, cost.
+    binpack.NAME: lambda **_: binpack.BinpackPolicy(),
+    spread.NAME: lambda **_: spread.SpreadPolicy(),
+    cost.NAME: lambda mix, cost_options=None, **_: cost.CostPolicy(mix, cost_options or cost.CostOptions()),
 }
-PAPER_NAMES = dict(zip(POLICIES, ["01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking",
-                                  "05-BestFit", "06-FGD"]))
+#: The FGD paper's six, by the names its results use.
+PAPER_NAMES = dict(zip(list(POLICIES)[:6], ["01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking",
+                                            "05-BestFit", "06-FGD"]))
+#: Policies that need the workload mix.
+NEEDS_MIX = {fgd.NAME, cost.NAME}
 
 
 def make_policy(name: str, mix: WorkloadMix | None = None, rng: np.random.Generator | None = None,
                 **options) -> Policy:
-    """Build the policy called ``name``; FGD needs ``mix``, Random needs ``rng``."""
+    """Build the policy called ``name``; FGD and cost need ``mix``, Random needs ``rng``."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
-    if name == fgd.NAME and mix is None:
-        raise ValueError("the fgd policy needs a workload mix")
+    if name in NEEDS_MIX and mix is None:
+        raise ValueError(f"the {name} policy needs a workload mix")
     return POLICIES[name](mix=mix, rng=rng if rng is not None else np.random.default_rng(0), **options)
 
 

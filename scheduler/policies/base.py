@@ -50,6 +50,15 @@ def masked(score: np.ndarray, ok: np.ndarray) -> NodeScores:
     return NodeScores(out, np.full(len(out), -1, dtype=np.int32))
 
 
+def shifted(raw: np.ndarray, ok: np.ndarray, share_gpu: np.ndarray | None = None) -> NodeScores:
+    """Scores from a raw criterion of any sign (higher is better): feasible nodes shifted to start at
+    0, so they stay above ``INFEASIBLE`` with their order and ties kept."""
+    base = raw[ok].min() if ok.any() else 0.0
+    score = np.where(ok, raw - base, INFEASIBLE).astype(np.float64)
+    share = np.full(len(raw), -1, dtype=np.int32) if share_gpu is None else np.where(ok, share_gpu, -1)
+    return NodeScores(score, share.astype(np.int32))
+
+
 def select_node(scores: NodeScores, rank: np.ndarray) -> int:
     """The node with the highest score; ties go to the lowest ``rank`` (-1 if no node is feasible).
 

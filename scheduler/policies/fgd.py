@@ -9,7 +9,7 @@ import numpy as np
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import Cluster, PodRequest
 from gpufleet.scheduler.policies.base import NodeScores, feasible
-from gpufleet.scheduler.workload import WorkloadMix
+from gpufleet.scheduler.workload import MixArrays, WorkloadMix
 
 NAME = "fgd"
 
@@ -54,6 +54,11 @@ class FGDPolicy:
                                            self._mix_arrays, nodes=stale, out=self._frag)
                 self._versions[stale] = cluster.version[stale]
         return self._frag
+
+    def mix_arrays(self, cluster: Cluster) -> MixArrays:
+        """The mix as arrays against ``cluster``'s GPU models (after ``fragmentation`` saw it)."""
+        self.fragmentation(cluster)
+        return self._mix_arrays
 
     def score(self, cluster: Cluster, pod: PodRequest) -> NodeScores:
         before = self.fragmentation(cluster)

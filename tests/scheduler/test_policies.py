@@ -7,6 +7,7 @@ import pytest
 
 from gpufleet.scheduler.model import Cluster, ModelError, Node, PodRequest
 from gpufleet.scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
+from gpufleet.scheduler.policies.cost import CostOptions
 from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
 from .conftest import arange_rank, tiny_cluster
@@ -109,3 +110,24 @@ def test_fgd_cache_follows_cluster_changes():
     cluster.place(0, PodRequest(1000, 0, 1, 500), [0])
     second = policy.fragmentation(cluster)
     assert second[0] > first[0] and second[1] == first[1]
+
+
+def priced_cluster() -> Cluster:
+    return Cluster.from_nodes([
+        Node("cheap-spot", 64000, 65536, 2, "V100M32", price_per_hour=2.0, spot=True),
+        Node("dear", 64000, 65536, 2, "V100M32", price_per_hour=8.0),
+        Node("cheap", 64000, 65536, 2, "V100M32", price_per_hour=4.0),
+    ])
+
+
+def test_the_cost_policy_takes_the_cheapest_on_demand_node_unless_the_pod_may_run_on_spot():
+    pod = PodRequest(1000, 0, 1, 1000)
+    assert place("cost", priced_cluster(), pod)[0] == 2
+    spot_ok = make_policy("cost", mix=SHARE_MIX, cost_options=CostOptions(interruptible=True))
+    assert select_node(spot_ok.score(priced_cluster(), pod), np.arange(3)) == 0
+
+
+@pytest.mark.parametrize("policy", ["binpack", "spread"])
+def test_binpack_and_spread_disagree_on_an_empty_and_a_used_node(policy):
+    cluster = tiny_cluster([1000, 1000], [1000, 0])
+    assert place(policy, cluster, PodRequest(1000, 0, 1, 1000))[0] == (1 if policy == "binpack" else 0)
