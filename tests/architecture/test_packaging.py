@@ -3,6 +3,7 @@ lives beside proto-plus (whose import name is ``proto``) without either shadowin
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import sysconfig
@@ -54,3 +55,16 @@ def test_the_wheel_and_proto_plus_share_an_environment(wheel: Path, tmp_path: Pa
     help_text = subprocess.run([str(env_dir / "bin" / "gpufleet"), "--help"], capture_output=True, text=True,
                                timeout=60)
     assert help_text.returncode == 0 and "extender" in help_text.stdout
+
+
+def test_the_dockerfile_copies_every_folder_the_package_is_built_from() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    copied = {line.split()[1] for line in lines if line.startswith("COPY ") and "--from" not in line}
+    sources = {word for line in lines if line.startswith("COPY ") and "--from" not in line
+               for word in line.split()[1:-1]}
+    assert all((ROOT / source).exists() for source in sources), sources
+    text = (ROOT / "setup.py").read_text()
+    folders = ast.literal_eval(text[text.index("FOLDERS = ") + len("FOLDERS = "):text.index("}", text.index("FOLDERS = ")) + 1])
+    assert set(folders.values()) | {"setup.py", "pyproject.toml"} <= copied | sources
+    assert any(line.startswith("USER ") and "root" not in line for line in lines)
+    assert lines[-2:] == ['ENTRYPOINT ["gpufleet"]', 'CMD ["--help"]']
