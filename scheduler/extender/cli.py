@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pod list CSV (openb trace columns: name, cpu_milli, memory_mib, num_gpu, gpu_milli) "
                              "whose typical pods FGD measures fragmentation against, instead of learning them "
                              "from running pods")
+    parser.add_argument("--tls-cert", metavar="PATH", help="serve the verbs over TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert (PEM)")
+    parser.add_argument("--client-ca", metavar="PATH",
+                        help="accept only clients with a certificate from this CA (mutual TLS; needs --tls-cert "
+                             "and --tls-key; `gpufleet certs` writes all three)")
     parser.add_argument("--ready-file", metavar="PATH",
                         help="write {\"pid\", \"port\"} as JSON here once serving")
 
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gpufleet.core.kube.errors import KubeAPIError
     from gpufleet.scheduler.extender.app import ExtenderApp, ExtenderConfig
-    from gpufleet.scheduler.extender.server import ServerError
+    from gpufleet.scheduler.extender.server import ServerError, TLSFiles
 
     try:
         host, port = _address(args.listen, "--listen")
@@ -92,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
                              "--events-per-second >= 0")
         if args.standalone and args.kubeconfig:
             raise ValueError("--standalone and --kubeconfig exclude each other")
+        tls_files = (args.tls_cert, args.tls_key, args.client_ca)
+        if any(tls_files) and not all(tls_files):
+            raise ValueError("--tls-cert, --tls-key and --client-ca go together (mutual TLS); "
+                             "`gpufleet certs` writes all three")
         mix = _workload_mix(args.workload_mix) if args.workload_mix else None
     except ValueError as err:
         print(f"gpufleet extender: {err}", file=sys.stderr)
@@ -99,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     defaults = ExtenderConfig()
     config = replace(
         defaults,
-        server=replace(defaults.server, prefix=args.prefix, max_body_bytes=args.max_body_bytes),
+        server=replace(defaults.server, prefix=args.prefix, max_body_bytes=args.max_body_bytes,
+                       tls=TLSFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None),
         state=replace(defaults.state, assume_ttl_s=args.assume_ttl),
         scoring=replace(defaults.scoring, interruption_penalty=args.interruption_penalty),
         events=replace(defaults.events, rate_per_s=args.events_per_second),

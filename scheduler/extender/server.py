@@ -2,7 +2,10 @@
 ``/readyz``, ``/metrics``.
 
 HTTP/1.1 with keep-alive (kube-scheduler's Go client reuses connections), one thread per connection,
-Nagle off. Bad input never gets a 5xx: an unreadable body, a body over ``max_body_bytes``, JSON that
+Nagle off. With ``ServerConfig.tls`` the listener speaks TLS and requires a client certificate signed
+by the configured CA (mutual TLS, for the existing-scheduler overlay where the extender is a
+Service): the handshake runs on the connection's own thread, before any request is read, so a
+client without such a certificate is refused before it can change any state. Bad input never gets a 5xx: an unreadable body, a body over ``max_body_bytes``, JSON that
 is not the extender contract, an unknown path or method all get a 4xx with ``{"Error": ...}``. A 500
 means a bug in the extender, and is logged with its traceback.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +45,27 @@ class ServerError(Exception):
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """PEM files: the server's certificate and key, and the CA whose client certificates are accepted."""
+
+    cert: str
+    key: str
+    client_ca: str
+
+    def context(self) -> ssl.SSLContext:
+        """A server context that requires a client certificate from ``client_ca`` (TLS 1.2+)."""
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.client_ca)
+            ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as err:
+            raise ServerError(f"loading TLS files (cert {self.cert}, key {self.key}, client CA {self.client_ca}): "
+                              f"{err}") from err
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """``prefix``: path of the verbs (default ``/v1/``, so urlPrefix is ``http://HOST:PORT/v1``);
     ``max_body_bytes``: larger requests get 413 (default 64 MiB, room for 500 full Node objects);
@@ -51,6 +76,8 @@ class ServerConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     idle_timeout_s: float = 120.0
     verbs: bool = True  # False: only /healthz, /readyz and /metrics (a separate metrics listener)
+    tls: TLSFiles | None = None  # mutual TLS (see the module docstring); None: plain HTTP
+    handshake_timeout_s: float = 10.0
 
 
 class _Verb:
@@ -89,7 +116,15 @@ class _Server(ThreadingHTTPServer):
             "bind": _Verb("bind", parse_binding_args, extender.bind, metrics),
             "preempt": _Verb("preempt", parse_preemption_args, extender.preempt, metrics),
         } if config.verbs else {}
+        self.tls = config.tls.context() if config.tls is not None else None
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, address = super().get_request()
+        if self.tls is None:
+            return conn, address
+        # The handshake (and the client-certificate check) runs later, on the connection's thread.
+        return self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -105,6 +140,13 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.server.config.handshake_timeout_s)
+            try:
+                self.request.do_handshake()
+            except (OSError, ssl.SSLError) as err:  # no or an untrusted client certificate, or not TLS
+                log.info("tls handshake refused client=%s: %s", self.client_address[0], err)
+                raise
         self.timeout = self.server.config.idle_timeout_s
         super().setup()
 
