@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Import package -> folder (setup.py's mapping).
-FOLDERS = {"gpufleet.core": "gpufleet/core", "gpufleet.scheduler": "scheduler", "gpufleet.autoscaler": "autoscaler",
+FOLDERS = {"gpufleet": "gpufleet", "gpufleet.scheduler": "scheduler", "gpufleet.autoscaler": "autoscaler",
            "gpufleet.proto": "proto"}
 
 # (rule, modules it applies to (prefixes), forbidden imports (prefixes))
@@ -26,6 +26,10 @@ RULES = [
       "gpufleet.scheduler.workload", "gpufleet.scheduler.policies"],
      ["gpufleet.scheduler.extender", "gpufleet.scheduler.localcluster", "gpufleet.scheduler.trace",
       "gpufleet.core.kube", "gpufleet.proto", "kubernetes", "grpc", "urllib3", "http", "requests"]),
+    ("the decision cores (reclaim, cost) are pure: no Kubernetes, gRPC or HTTP",
+     ["gpufleet.autoscaler.reclaim", "gpufleet.autoscaler.cost"],
+     ["gpufleet.core.kube", "gpufleet.proto", "gpufleet.autoscaler.controller", "gpufleet.autoscaler.agent",
+      "kubernetes", "grpc", "urllib3", "http"]),
     ("the agent imports no numpy, numba or scheduler code",
      ["gpufleet.autoscaler.agent", "gpufleet.autoscaler.gpu", "gpufleet.autoscaler.kubelet"],
      ["numpy", "numba", "gpufleet.scheduler"]),
@@ -85,6 +89,17 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     path.write_text("def f():\n    from ..extender import service\n    import numpy as np\n")
     found = imports("gpufleet.scheduler.policies.bad", path)
     assert "gpufleet.scheduler.extender.service" in found and "numpy" in found
+
+
+def test_every_subcommand_module_exists_and_has_the_cli_contract() -> None:
+    from gpufleet.cli import SUBCOMMANDS
+
+    found = modules()
+    for name, (module, _) in SUBCOMMANDS.items():
+        assert module in found, f"gpufleet {name}: no module {module}"
+        tree = ast.parse(found[module].read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert {"add_arguments", "run"} <= functions, f"{module} lacks add_arguments/run"
 
 
 def _loaded_by(argv: list[str]) -> set[str]:
