@@ -4,8 +4,9 @@
 (seeded shuffle, inflated to ``tune`` x their GPU capacity) and chooses which pods opt in.
 ``replay`` queues them on a running cluster, lets kube-scheduler (and the extender, if the cluster
 has one) place them, and reports the allocation, GPU-id double bookings and, for opted-in pods,
-how often they landed on the extender's top node. ``simulate`` runs the simulator on the same
-nodes and order.
+how often they landed on the extender's top node. ``simulate_same_order`` runs the simulator on
+the same nodes and order. ``comparison.py`` puts the three together (what the demo, the benchmark and
+the tests run).
 """
 
 from __future__ import annotations
