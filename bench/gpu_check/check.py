@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -32,6 +33,8 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The entry point the DaemonSet runs (run.sh puts it on PATH).
+GPUFLEET = shutil.which("gpufleet") or str(Path(sys.executable).with_name("gpufleet"))
 sys.path.insert(0, str(ROOT))
 
 LOAD_SCRIPT = r"""
@@ -262,7 +265,7 @@ def main() -> int:
     ready.unlink(missing_ok=True)
     agent_log = open(Path(args.out).with_name("agent.log"), "w")  # noqa: SIM115 - closed in the finally below
     agent = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gpufleet")), "-v", "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [GPUFLEET, "-v", "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", str(args.interval), "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if args.simulate else [])],
         cwd=ROOT, stdout=agent_log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The entry point the DaemonSet runs (run.sh puts it on PATH).
+GPUFLEET = shutil.which("gpufleet") or str(Path(sys.executable).with_name("gpufleet"))
 
 
 STAGES = r"""
@@ -71,7 +74,7 @@ def proc_stats(pid: int) -> tuple[float, float, int, float]:
 def agent_run(seconds: float, extra_env: dict[str, str], simulate: bool, workdir: Path) -> dict[str, Any]:
     ready = workdir / f"ready-{time.monotonic_ns()}.json"
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gpufleet")), "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+        [GPUFLEET, "agent", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
          "--interval", "1", "--pod-resources-socket", "", "--ready-file", str(ready),
          *(["--simulate"] if simulate else [])],
         cwd=ROOT, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -22,7 +22,12 @@ if [ -z "${SKIP_WHEELS:-}" ] && [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; th
     --target /tmp/gpufleet-site .whl/*.whl || { echo "installing carried wheels failed"; exit 2; }
   export PYTHONPATH=/tmp/gpufleet-site
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# gpufleet itself: built and installed from this checkout (the build step generates the gRPC modules),
+# so the checks run the `gpufleet agent` entry point the DaemonSet runs.
+"$PY" -m pip install -q --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/gpufleet-pkg . \
+  || { echo "installing gpufleet from this checkout failed (needs setuptools and grpcio-tools)"; exit 2; }
+export PYTHONPATH="/tmp/gpufleet-pkg${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="/tmp/gpufleet-pkg/bin:$PATH"
 "$PY" - <<'PY'
 import importlib
 for name in ("grpc", "google.protobuf", "grpc_tools", "prometheus_client", "yaml", "pynvml", "torch"):
@@ -32,9 +37,6 @@ for name in ("grpc", "google.protobuf", "grpc_tools", "prometheus_client", "yaml
     except Exception as err:  # noqa: BLE001
         print(f"  {name:18s} MISSING ({err.__class__.__name__}: {err})")
 PY
-
-echo "== generate protos"
-"$PY" -m gpufleet.proto.build || exit 2
 
 echo "== check"
 PYTHONUNBUFFERED=1 "$PY" bench/gpu_check/check.py --out "$OUT_DIR/gpu_check.json" "$@"
