@@ -51,8 +51,13 @@ def as_second_scheduler(shared: dict) -> dict:
 
 
 def as_extender_snippet(shared: dict) -> dict:
-    """The source's `extenders` entry as deploy/overlays/existing-scheduler hands it out: no bindVerb."""
+    """The source's `extenders` entry as deploy/overlays/existing-scheduler hands it out: no bindVerb,
+    and mutual TLS (https, kube-scheduler's client certificate in tlsConfig)."""
     entry = {k: v for k, v in shared["extenders"][0].items() if k != "bindVerb"}
+    entry["urlPrefix"] = entry["urlPrefix"].replace("http://", "https://", 1)
+    folder = "/etc/kubernetes/pki/gpufleet-extender"
+    entry["tlsConfig"] = {"certFile": f"{folder}/client.crt", "keyFile": f"{folder}/client.key",
+                          "caFile": f"{folder}/ca.crt"}
     return {"apiVersion": shared["apiVersion"], "kind": shared["kind"], "extenders": [entry]}
 
 
