@@ -36,6 +36,7 @@ class DetectionConfig:
     process_change_is_activity: bool = True  # a change of the GPU's process count is activity
     max_gap_s: float = 5 * MINUTE  # samples further apart than this break an idle run
     stale_after_s: float = 5 * MINUTE  # newest sample older than this: no data, never acted on
+    min_idle_s: float = 5 * MINUTE  # an idle run shorter than this is never acted on (at least one max gap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class ForecastConfig:
     horizon_s: float = 30 * MINUTE  # the span must last at least this much longer after the action, s
     confidence: float = 0.9  # required probability (1 - the share of premature actions one accepts)
     half_life_s: float = 6 * 3600.0  # weight of evidence halves with this age (load regimes change), s
-    prior_horizons: float = 2.0  # weight of the fleet's (pooled) estimate, in horizons of own exposure
+    prior_spans: float = 2.0  # weight of the fleet's (pooled) estimate, in spans of the workload's own
     lookback_horizons: float = 1.0  # evidence window starts this many horizons before the elapsed time
 
 
@@ -78,9 +79,15 @@ class ReclaimConfig:
         errors: list[str] = []
         values = _read_group(cls, data, "", errors, nested={
             "detection": DetectionConfig, "forecast": ForecastConfig, "window": WindowConfig})
+        try:
+            config = cls(**values)
+        except ReclaimConfigError as err:
+            raise ReclaimConfigError(errors + err.errors) from None
+        except TypeError as err:  # a value of the wrong type that validation could not compare
+            raise ReclaimConfigError([*errors, str(err)]) from None
         if errors:
             raise ReclaimConfigError(errors)
-        return cls(**values)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The camelCase mapping ``from_dict`` reads."""
@@ -90,7 +97,7 @@ class ReclaimConfig:
         """gpu-pruner's rule on utilisation only (the backtest's baseline)."""
         return replace(self, policy=POLICY_WINDOW, detection=replace(
             self.detection, memory_activity_bytes=None, power_active_watts=None,
-            process_change_is_activity=False))
+            process_change_is_activity=False, min_idle_s=0.0))
 
 
 def validate(config: ReclaimConfig) -> list[str]:
@@ -106,14 +113,17 @@ def validate(config: ReclaimConfig) -> list[str]:
         ("detection.powerActiveWatts", config.detection.power_active_watts, 0.0, False),
         ("detection.maxGapSeconds", config.detection.max_gap_s, 0.0, False),
         ("detection.staleAfterSeconds", config.detection.stale_after_s, 0.0, False),
+        ("detection.minIdleSeconds", config.detection.min_idle_s, 0.0, True),
         ("forecast.horizonSeconds", config.forecast.horizon_s, 0.0, False),
         ("forecast.halfLifeSeconds", config.forecast.half_life_s, 0.0, False),
-        ("forecast.priorHorizons", config.forecast.prior_horizons, 0.0, False),
+        ("forecast.priorSpans", config.forecast.prior_spans, 0.0, False),
         ("forecast.lookbackHorizons", config.forecast.lookback_horizons, 0.0, True),
         ("window.windowSeconds", config.window.window_s, 0.0, True),
     ]
     for path, value, low, inclusive in checks:
         if value is None:
+            if path not in _OPTIONAL:
+                errors.append(f"{path}: must be set")
             continue
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             errors.append(f"{path}: must be a finite number, got {value!r}")
@@ -124,6 +134,9 @@ def validate(config: ReclaimConfig) -> list[str]:
     if not 0.0 < config.forecast.confidence < 1.0:
         errors.append(f"forecast.confidence: must be between 0 and 1 (exclusive), got {config.forecast.confidence}")
     return errors
+
+
+_OPTIONAL = ("detection.memoryActivityBytes", "detection.powerActiveWatts")
 
 
 def _camel(name: str) -> str:

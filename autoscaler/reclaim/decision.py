@@ -67,6 +67,9 @@ def decide_one(observation: Observation, history: SpanHistory, config: ReclaimCo
         return Decision(key, Verdict.BUSY, f"active: utilisation {u:g}% (idle <= {detection.threshold_percent:g}%)"
                         if u > detection.threshold_percent else "active: memory, power or processes changed")
     evidence: dict[str, float] = {"samples": float(run.samples), "idle_since": run.start}
+    if run.elapsed_s < detection.min_idle_s:
+        return Decision(key, Verdict.WAIT, f"idle {_dur(run.elapsed_s)} over {run.samples} samples, less than "
+                        f"the minimum {_dur(detection.min_idle_s)}", run.start, run.elapsed_s, None, evidence)
     if config.policy == POLICY_WINDOW:
         window = config.window.window_s
         evidence["window_s"] = window
