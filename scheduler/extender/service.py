@@ -213,6 +213,8 @@ class Extender:
             current = self._read_pod(args)
             if isinstance(current, PodInfo) and current.node_name == args.node:
                 self.state.upsert_pod(current)
+                if annotations and current.gpu_ids is None:
+                    self._record_gpu_ids(args, annotations)
                 return self._ok("already_bound", args)
             self.state.forget(args.uid)
             self.metrics.binds.labels("error").inc()
@@ -227,6 +229,20 @@ class Extender:
         log.info("pod=%s/%s node=%s gpus=%s bound", args.namespace, args.pod_name, args.node,
                  annotations.get(GPU_IDS_ANNOTATION, "-"))
         return self._ok("bound", args)
+
+    def _record_gpu_ids(self, args: BindingArgs, annotations: dict[str, str]) -> None:
+        """kube-scheduler's own binder won the race (our bind passed its timeout): the pod is on our
+        node but without ``gpufleet.io/gpu-ids``; write them, so the node and a restart see our GPUs."""
+        patch = getattr(self.binder, "patch", None)
+        if patch is None:
+            return
+        try:
+            patch(f"/api/v1/namespaces/{args.namespace}/pods/{args.pod_name}", {"metadata": {"annotations": annotations}})
+        except KubeAPIError as err:
+            log.warning("pod=%s/%s gpu-ids not recorded after a concurrent bind: %s", args.namespace, args.pod_name, err)
+            return
+        log.info("pod=%s/%s node=%s gpus=%s recorded after a concurrent bind", args.namespace, args.pod_name,
+                 args.node, annotations[GPU_IDS_ANNOTATION])
 
     def _ok(self, result: str, args: BindingArgs) -> bytes:
         self.metrics.binds.labels(result).inc()

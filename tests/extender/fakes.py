@@ -76,6 +76,18 @@ class FakeKubeAPI:
             self.binds.append({"namespace": namespace, "name": name, "uid": uid, "node": node,
                                "annotations": dict(annotations)})
 
+    def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]:
+        """Merge-patch a pod's annotations (``/api/v1/namespaces/NS/pods/NAME``)."""
+        self.calls.append(("patch", path))
+        self._maybe_fail("patch")
+        _, _, _, namespace, _, name = path.strip("/").split("/")
+        with self.lock:
+            pod = self.pods.get((namespace, name))
+            if pod is None:
+                raise KubeAPIError(f"pods {name!r} not found", 404)
+            pod["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
+            return copy.deepcopy(pod)
+
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         self.calls.append(("create_event", namespace))
         self._maybe_fail("create_event")

@@ -128,3 +128,17 @@ def test_a_restart_rebuilds_shares_on_the_gpus_their_annotations_name():
             bound(P.pod("w", gpus=2), "gpu-000", "0,1")]
     rig = make_rig(eight_gpu_nodes(1), pods=pods)
     assert free(rig, "gpu-000") == [0, 0, 1000, 0, 1000, 1000, 1000, 1000]
+
+
+def test_when_kube_schedulers_own_binder_wins_the_race_the_gpu_ids_are_still_recorded():
+    rig = make_rig(eight_gpu_nodes(2))
+    pod = share_pod("s", 400, annotations=FGD)
+    rig.api.add_pod(pod)
+    args = parse_scheduling_args(P.names_args(pod, ["gpu-000", "gpu-001"]))
+    scores = json.loads(rig.extender.prioritize(args))
+    node = max(scores, key=lambda h: h["Score"])["Host"]
+    decided = rig.state.ledger.get(pod["metadata"]["uid"]).gpus
+    rig.api.pods[("ml", "s")]["spec"]["nodeName"] = node  # DefaultBinder got there first, without ids
+    assert json.loads(rig.extender.bind(parse_binding_args(P.binding_args(pod, node)))) == {"Error": ""}
+    stored = rig.api.pods[("ml", "s")]["metadata"]["annotations"]
+    assert stored["gpufleet.io/gpu-ids"] == ",".join(map(str, decided))
