@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-streams", type=int, default=8, help="concurrent StreamSamples calls (default 8)")
     parser.add_argument("--ready-file", metavar="PATH",
                         help="write {pid, grpc_port, metrics_port} as JSON here once serving")
+    parser.add_argument("--nodes", metavar="NAMES", help="with --simulate: stand in for many nodes in one process "
+                        "(a,b,c or FORMAT:COUNT such as gpu-node-{:05d}:1000), all on the --listen port; "
+                        "--pod-resources-socket may hold {node}")
     parser.add_argument("--print-builtin-script", action="store_true",
                         help="print the built-in simulation script (an example of the format) and exit")
 
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_builtin_script:
         sys.stdout.write(BUILTIN_SCRIPT)
         return 0
+    if args.nodes:
+        return _run_fleet(args)
     socket_arg = args.pod_resources_socket
     try:
         config = AgentConfig(
@@ -118,6 +123,37 @@ def run(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         agent.stop()
+    return 0
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    """Many simulated nodes in one process (gpufleet.autoscaler.agent.fleet)."""
+    from gpufleet.autoscaler.agent.config import grpc_address
+    from gpufleet.autoscaler.agent.fleet import FleetAgent, node_names
+    from gpufleet.autoscaler.gpu.model import GpuError
+    from gpufleet.autoscaler.gpu.script import ScriptError
+    from gpufleet.core.clock import SystemClock
+
+    socket_template = args.pod_resources_socket or None
+    if args.simulate is None or (socket_template and "{node}" not in socket_template):
+        print("gpufleet agent: --nodes needs --simulate, and a --pod-resources-socket with {node} (or none)",
+              file=sys.stderr)
+        return 2
+    try:
+        fleet = FleetAgent(args.simulate, node_names(args.nodes), SystemClock(), args.interval, socket_template,
+                           args.pod_refresh, max(1, args.history))
+        port = fleet.start(grpc_address(args.listen), args.max_streams)
+    except (ScriptError, ValueError, OSError, GpuError) as err:
+        print(f"gpufleet agent: {err}", file=sys.stderr)
+        return 2
+    if args.ready_file:
+        Path(args.ready_file).write_text(json.dumps({"pid": os.getpid(), "grpc_port": port,
+                                                     "nodes": len(fleet.nodes)}))
+    stop = _stop_on_signals()
+    try:
+        stop.wait()
+    finally:
+        fleet.stop()
     return 0
 
 

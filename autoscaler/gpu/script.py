@@ -11,7 +11,8 @@ A script is YAML (or JSON, which YAML reads too)::
         power_idle_w: 60               # default 60; power is idle + (max - idle) * util / 100
         power_max_w: 400               # default 400
         uuid: GPU-...                  # default derived from the seed, the node name and the index
-        preset: busy                   # busy | idle | bursty | held-idle | falls-off-bus, or:
+        preset: busy                   # busy | idle | bursty | held-idle | falls-off-bus, or trace: (a
+                                       #   recorded pod's series, see gpu/tracephases.py), or:
         phases:                        #   a list of phases, played in order
           - seconds: 30                #   how long the phase lasts
             util: [90, 100]            #   percent, a number or [low, high] (drawn once a second)
@@ -40,7 +41,8 @@ from typing import Any
 
 UNSUPPORTABLE = frozenset({"utilization", "power", "energy", "temperature", "process_utilization", "mig"})
 _GPU_KEYS = frozenset(
-    {"model", "memory_mib", "power_idle_w", "power_max_w", "uuid", "preset", "phases", "loop", "unsupported", "mig"}
+    {"model", "memory_mib", "power_idle_w", "power_max_w", "uuid", "preset", "phases", "loop", "unsupported", "mig",
+     "trace"}
 )
 _PHASE_KEYS = frozenset({"seconds", "util", "memory_mib", "processes", "power_w", "lost"})
 _TOP_KEYS = frozenset({"version", "driver_version", "seed", "gpus", "pods", "name"})
@@ -289,6 +291,13 @@ def _parse_gpu(raw: object, path: str, errors: list[str]) -> GpuScript | None:
 
 
 def _parse_phases(raw: dict[str, Any], memory_mib: int, path: str, errors: list[str]) -> tuple[Phase, ...]:
+    if "trace" in raw:  # a recorded pod's series (GenTD26 layout): gpufleet.autoscaler.gpu.tracephases
+        from gpufleet.autoscaler.gpu.tracephases import trace_phases
+
+        if "preset" in raw or "phases" in raw:
+            errors.append(f"{path}: give one of preset, phases or trace")
+            return ()
+        return trace_phases(raw["trace"], memory_mib, f"{path}.trace", errors)
     has_preset, has_phases = "preset" in raw, "phases" in raw
     if has_preset and has_phases:
         errors.append(f"{path}: give either preset or phases, not both")

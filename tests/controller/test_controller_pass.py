@@ -56,7 +56,7 @@ def cluster_api() -> FakeAPI:
 def controller(api: FakeAPI, agent: Agent, stale_after_s: float = 2.0, identity: str = "c1",
                notice_s: float = 1.0) -> Controller:
     reclaim = ReclaimConfig(policy="window", grace_s=0, notice_s=notice_s, window=WindowConfig(window_s=0.5),
-                            detection=DetectionConfig(stale_after_s=stale_after_s))
+                            detection=DetectionConfig(stale_after_s=stale_after_s, min_idle_s=0))
     config = ControllerConfig(reclaim=reclaim, samples=SamplesConfig(bucket_s=0.1, history_s=60),
                               agents=AgentsConfig(stale_after_s=stale_after_s, replay=100, backoff_s=0.1),
                               lease=LeaseConfig(namespace="sys"), pass_interval_s=0.1)
