@@ -83,6 +83,8 @@ class ClusterOptions:
     start_extender: bool = True
     #: More arguments for the extender `up` starts (e.g. ("--workload-mix", PATH)).
     extender_args: tuple[str, ...] = ()
+    #: (client certificate, key, CA) kube-scheduler presents to an https extender (its tlsConfig).
+    extender_tls: tuple[str, str, str] | None = None
     #: Folder with the binaries (default: the build.sh cache for the pinned versions).
     bin_dir: Path | None = None
     #: The openb node list (default: bench/data/alibaba-gpu-v2023/ in the checkout).
@@ -225,7 +227,7 @@ class LocalCluster:
 
         processes.start(components.kube_controller_manager(binaries, paths, ports, pki))
         processes.start(components.kube_scheduler(binaries, paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE,
-                                                  extender_url))
+                                                  extender_url, options.extender_tls))
         processes.start(components.kwok(binaries, paths, ports, repo_root / KWOK_CONFIG))
         insecure = readiness.insecure_ssl_context()
         for name, port in (("kube-controller-manager", ports.controller_manager),
@@ -354,7 +356,8 @@ class LocalCluster:
         specs = {
             "kube-controller-manager": lambda: components.kube_controller_manager(binaries, self.paths, ports, pki),
             "kube-scheduler": lambda: components.kube_scheduler(
-                binaries, self.paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE, info.extender_url),
+                binaries, self.paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE, info.extender_url,
+                self.options.extender_tls),
             "kwok": lambda: components.kwok(binaries, self.paths, ports, repo_root / KWOK_CONFIG),
             extender.NAME: lambda: extender.extender_process(info.ports["extender"], self.paths.admin_kubeconfig,
                                                              info.extender_args),

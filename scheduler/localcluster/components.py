@@ -150,9 +150,11 @@ def kube_controller_manager(binaries: Binaries, paths: Paths, ports: Ports, pki:
     ])
 
 
-def scheduler_config(template: Path, kubeconfig: Path, extender_url: str | None) -> dict:
+def scheduler_config(template: Path, kubeconfig: Path, extender_url: str | None,
+                     tls: tuple[str, str, str] | None = None) -> dict:
     """The shared KubeSchedulerConfiguration with the local fields rewritten: our kubeconfig, no
-    leader election, and the extender at ``extender_url`` (or no extender when None)."""
+    leader election, and the extender at ``extender_url`` (or no extender when None), called with
+    the client certificate, key and CA ``tls`` (mutual TLS) when given."""
     try:
         config = yaml.safe_load(template.read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -169,13 +171,15 @@ def scheduler_config(template: Path, kubeconfig: Path, extender_url: str | None)
         if not extenders:
             raise ConfigFileError(f"{template}: has no `extenders` entry to point at {extender_url}")
         extenders[0]["urlPrefix"] = extender_url.rstrip("/")
+        if tls is not None:
+            extenders[0]["tlsConfig"] = {"certFile": str(tls[0]), "keyFile": str(tls[1]), "caFile": str(tls[2])}
         config["extenders"] = extenders
     return config
 
 
 def kube_scheduler(binaries: Binaries, paths: Paths, ports: Ports, template: Path,
-                   extender_url: str | None) -> ProcessSpec:
-    config = scheduler_config(template, paths.scheduler_kubeconfig, extender_url)
+                   extender_url: str | None, extender_tls: tuple[str, str, str] | None = None) -> ProcessSpec:
+    config = scheduler_config(template, paths.scheduler_kubeconfig, extender_url, extender_tls)
     paths.scheduler_config.write_text(yaml.safe_dump(config, sort_keys=False))
     kubeconfig = str(paths.scheduler_kubeconfig)
     return ProcessSpec("kube-scheduler", [
