@@ -2,7 +2,8 @@
 real control plane (`gpufleet cluster up`): N kwok nodes x 8 GPUs, P one-GPU pods annotated
 `gpufleet.io/placement: fgd` (profile gpufleet-scheduler in both runs).
 
-    python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--out bench/out/cluster]
+    python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--cores shared,pinned]
+                                       [--out bench/out/cluster]
 
 Each run brings up its own cluster (without the extender: `--no-extender`, since an extender in the
 config turns off kube-scheduler's pod-signature batching), queues the pods while kube-scheduler is
@@ -14,6 +15,12 @@ to bind); the extender's own per-verb latency; placement fidelity (share of opte
 the node the extender logged as its top choice); CPU seconds per component (where the time goes: the
 2 cores are shared by every component). `--nodes 250,1000` runs a ladder. Targets: with/without >= 80%,
 fidelity >= 99%. Writes a JSON of every number and a PNG (binds over time, CPU by component).
+
+``--cores`` tells two problems apart. ``shared``: every component on every core, as before (the
+extender's CPU and its latency both count). ``pinned``: the control plane (etcd, API server,
+controller manager, kube-scheduler, kwok) and this process on all cores but the last, in both runs,
+and the extender alone on the last core, as a sidecar with its own CPU request would be: what is
+left of the gap is the latency the extender adds to kube-scheduler's serial cycle, not its CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -48,6 +56,26 @@ NAMESPACE = "bench"
 QUANTILES = (0.5, 0.9, 0.99)
 
 
+LAYOUTS = ("shared", "pinned")
+
+
+def core_sets() -> tuple[set[int], set[int]]:
+    """(control plane cores, extender core) for ``pinned``: all but the last core, and the last."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--cores pinned needs at least 2 CPUs")
+    return set(cores[:-1]), {cores[-1]}
+
+
+def pin_process(pid: int, cores: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cores`` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 @dataclass
 class Result:
     mode: str  # "without" or "with"
@@ -68,6 +96,7 @@ class Result:
     fidelity: float = math.nan
     fidelity_detail: str = ""
     timeline: list[tuple[float, int]] = field(default_factory=list)
+    layout: str = "shared"
 
 
 def pod(i: int) -> dict:
@@ -84,14 +113,24 @@ def mean(samples, name: str, **match: str) -> float:
     return samples.total(f"{name}_sum", **match) / count if count else math.nan
 
 
-def run_one(mode: str, nodes: int, pods: int, state_root: Path, say) -> Result:
+def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str = "shared") -> Result:
     with_extender = mode == "with"
-    options = ClusterOptions(state_dir=state_root / mode, profile="uniform", nodes=nodes, gpus_per_node=8,
-                             start_extender=with_extender, timeout_s=600)
+    options = ClusterOptions(state_dir=state_root / f"{layout}-{mode}", profile="uniform", nodes=nodes,
+                             gpus_per_node=8, start_extender=with_extender, timeout_s=600)
     cluster = LocalCluster(options, progress=lambda line: None)
-    say(f"[{mode} extender] cluster up: {nodes} nodes x 8 GPUs")
+    say(f"[{layout}, {mode} extender] cluster up: {nodes} nodes x 8 GPUs")
+    everywhere = os.sched_getaffinity(0)
+    if layout == "pinned":
+        control, own = core_sets()
+        os.sched_setaffinity(0, control)  # components started from here (kube-scheduler restarts too) inherit it
     info = cluster.up()
     try:
+        if layout == "pinned" and with_extender:
+            pid = cluster.processes.pid("gpufleet-extender")
+            if pid is None:
+                raise RuntimeError("the extender is not running; cannot pin it")
+            pin_process(pid, own)
+            say(f"[{layout}, {mode} extender] control plane on cores {sorted(control)}, extender on {sorted(own)}")
         say(f"[{mode} extender] ready in {info.seconds_to_ready:.1f} s; queueing {pods:,} pods")
         with PodLoader(info.kubeconfig) as loader:
             loader.ensure_namespace(NAMESPACE)
@@ -106,7 +145,7 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say) -> Result:
             algorithm_s=latency_percentiles(m, ALGORITHM, QUANTILES),
             sli_s=latency_percentiles(m, SLI, QUANTILES), algorithm_mean_s=mean(m, ALGORITHM),
             attempts={s.labels.get("result", "?"): s.value for s in m.select("scheduler_schedule_attempts_total")},
-            cpu_s={k: round(v, 1) for k, v in run.cpu_s.items()}, timeline=run.timeline,
+            cpu_s={k: round(v, 1) for k, v in run.cpu_s.items()}, timeline=run.timeline, layout=layout,
         )
         if with_extender:
             samples = scrape(extender_metrics_url(info))
@@ -122,6 +161,7 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say) -> Result:
         return result
     finally:
         cluster.down()
+        os.sched_setaffinity(0, everywhere)
 
 
 def ms(value: float) -> str:
@@ -170,7 +210,7 @@ def plot(results: list[Result], path: Path) -> None:
     for r in results:
         xs = [t for t, _ in r.timeline]
         ys = [n for _, n in r.timeline]
-        left.plot(xs, ys, label=f"{r.mode} extender, {r.nodes} nodes ({r.pods_per_s:.0f} pods/s)")
+        left.plot(xs, ys, label=f"{r.layout}: {r.mode} extender, {r.nodes} nodes ({r.pods_per_s:.0f} pods/s)")
     left.set_xlabel("seconds since kube-scheduler started")
     left.set_ylabel("pods bound")
     left.legend()
@@ -195,8 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="1000", help="node counts, comma-separated (default 1000)")
     parser.add_argument("--pods", type=int, default=5000, help="one-GPU pods per run (default 5000)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode, alternating (default 1); medians")
+    parser.add_argument("--cores", default="shared",
+                        help="core layouts, comma-separated: shared (everything on every core), pinned (control "
+                             "plane on all cores but the last, the extender alone on the last); default shared")
     parser.add_argument("--out", type=Path, default=Path("bench/out/cluster"), help="JSON, PNG and cluster state")
     args = parser.parse_args(argv)
+    layouts = [c.strip() for c in args.cores.split(",") if c.strip()]
+    if not layouts or any(c not in LAYOUTS for c in layouts):
+        print(f"--cores: choose from {', '.join(LAYOUTS)}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
@@ -205,20 +252,20 @@ def main(argv: list[str] | None = None) -> int:
 
     everything: list[Result] = []
     summary = []
-    for nodes in (int(n) for n in args.nodes.split(",")):
+    for nodes, layout in ((int(n), c) for n in args.nodes.split(",") for c in layouts):
         if nodes * 8 < args.pods:
             print(f"--pods {args.pods} does not fit on {nodes} nodes x 8 GPUs", file=sys.stderr)
             return 2
         runs: dict[str, list[Result]] = {"without": [], "with": []}
         for _ in range(args.repeat):
             for mode in ("without", "with"):
-                runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say))
+                runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say, layout))
         everything += runs["without"] + runs["with"]
         without = _median(runs["without"])
         with_ = _median(runs["with"])
         ratio = statistics.median(r.pods_per_s for r in runs["with"]) / statistics.median(
             r.pods_per_s for r in runs["without"])
-        print(f"\n== {nodes} nodes x 8 GPUs, {args.pods:,} one-GPU pods (median of {args.repeat}) ==")
+        print(f"\n== {layout} cores: {nodes} nodes x 8 GPUs, {args.pods:,} one-GPU pods (median of {args.repeat}) ==")
         print(table(without, with_))
         print("pods/s per run: without " + ", ".join(f"{r.pods_per_s:.1f}" for r in runs["without"])
               + "; with " + ", ".join(f"{r.pods_per_s:.1f}" for r in runs["with"]))
@@ -226,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")
         print(f"placement fidelity: {with_.fidelity:.2%} (target >= {TARGET_FIDELITY:.0%}: "
               f"{'met' if with_.fidelity >= TARGET_FIDELITY else 'NOT met'}); {with_.fidelity_detail}")
-        summary.append({"nodes": nodes, "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
+        summary.append({"layout": layout, "nodes": nodes, "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
                         "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
                         "with_pods_per_s": [r.pods_per_s for r in runs["with"]]})
     (args.out / "cluster_throughput.json").write_text(json.dumps(

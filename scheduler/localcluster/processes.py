@@ -114,6 +114,11 @@ class ProcessGroup:
         except (OSError, ValueError):
             return None
 
+    def pid(self, name: str) -> int | None:
+        """The pid recorded under ``name`` while that process runs, else None."""
+        recorded = self._recorded(name)
+        return recorded[0] if recorded is not None and self.running(name) else None
+
     def names(self) -> list[str]:
         """Names with a pid file, oldest first."""
         if not self.pid_dir.is_dir():

@@ -9,8 +9,8 @@ pod. Latencies come from the scheduler's histograms of the same scrape.
 
 Pods the extender's filter turned away do not stay in the unschedulable queue: kube-scheduler has
 no queueing hint for an extender, so every node update (kwok's heartbeats) sends them back to the
-backoff queue. A run is therefore also settled when every pod is bound, unschedulable or backing
-off, nothing is active or binding, and no pod has been bound for ``settle_s`` (longer than
+backoff queue and on to the active queue, round and round. A run is therefore also settled when every
+pod is bound or in one of the queues, nothing is binding, and no pod has been bound for ``SETTLE_S`` (longer than
 kube-scheduler's 10 s maximum backoff and the extender's 30 s decision TTL, so each waiting pod has
 been retried against a cluster that no longer changes: the replays only add pods).
 """
@@ -112,11 +112,11 @@ SETTLE_S = 40.0
 
 
 def _retrying(samples: Samples) -> int | None:
-    """Pods in the backoff queue when nothing is active or binding, else None."""
-    if samples.total("scheduler_pending_pods", queue="active") or \
-            samples.total("scheduler_goroutines", operation="binding"):
+    """Pods in the active and backoff queues when no binding is in flight, else None."""
+    if samples.total("scheduler_goroutines", operation="binding"):
         return None
-    return int(samples.total("scheduler_pending_pods", queue="backoff"))
+    return int(samples.total("scheduler_pending_pods", queue="backoff")
+               + samples.total("scheduler_pending_pods", queue="active"))
 
 
 def _queues(samples: Samples) -> tuple[bool, int]:
@@ -195,7 +195,7 @@ def _follow(cluster: LocalCluster, info: ClusterInfo, loader: PodLoader, namespa
             if backoff is not None and bound + unschedulable + backoff >= total:
                 last = max(watch.times().values(), default=launched)
                 if time.monotonic() - max(last, launched + create_s) >= SETTLE_S:
-                    say(f"settled: {bound} bound, {unschedulable + backoff} unschedulable or backing off, "
+                    say(f"settled: {bound} bound, {unschedulable + backoff} unschedulable or being retried, "
                         f"no bind for {SETTLE_S:.0f} s")
                     unschedulable += backoff
                     break
