@@ -47,6 +47,8 @@ class ForecastConfig:
     confidence: float = 0.9  # required probability (1 - the share of premature actions one accepts)
     half_life_s: float = 6 * 3600.0  # weight of evidence halves with this age (load regimes change), s
     prior_spans: float = 2.0  # weight of the fleet's (pooled) estimate, in spans of the workload's own
+    similarity_width: float | None = None  # weigh spans by how busy the hour before them was (busy-share
+    # difference that weighs 1/e, e.g. 0.1); None: off (no gain measured on GenTD26)
     lookback_horizons: float = 1.0  # evidence window starts this many horizons before the elapsed time
 
 
@@ -117,6 +119,7 @@ def validate(config: ReclaimConfig) -> list[str]:
         ("forecast.horizonSeconds", config.forecast.horizon_s, 0.0, False),
         ("forecast.halfLifeSeconds", config.forecast.half_life_s, 0.0, False),
         ("forecast.priorSpans", config.forecast.prior_spans, 0.0, False),
+        ("forecast.similarityWidth", config.forecast.similarity_width, 0.0, False),
         ("forecast.lookbackHorizons", config.forecast.lookback_horizons, 0.0, True),
         ("window.windowSeconds", config.window.window_s, 0.0, True),
     ]
@@ -136,7 +139,7 @@ def validate(config: ReclaimConfig) -> list[str]:
     return errors
 
 
-_OPTIONAL = ("detection.memoryActivityBytes", "detection.powerActiveWatts")
+_OPTIONAL = ("detection.memoryActivityBytes", "detection.powerActiveWatts", "forecast.similarityWidth")
 
 
 def _camel(name: str) -> str:

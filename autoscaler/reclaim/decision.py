@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from .config import POLICY_WINDOW, ReclaimConfig
 from .forecast import Forecast, remaining_probability
-from .history import SpanHistory
-from .idle import current_run, idle_mask
+from .history import BUSY_WINDOW_S, SpanHistory
+from .idle import busy_share_before, current_run, idle_mask
 from .samples import GpuKey, Observation
 
 
@@ -76,7 +76,8 @@ def decide_one(observation: Observation, history: SpanHistory, config: ReclaimCo
         verdict = Verdict.RECLAIM if run.elapsed_s >= window else Verdict.WAIT
         return Decision(key, verdict, f"idle {_dur(run.elapsed_s)} over {run.samples} samples, window "
                         f"{_dur(window)}", run.start, run.elapsed_s, None, evidence)
-    f = remaining_probability(history, key, run.start, run.elapsed_s, config.forecast)
+    busy_before = busy_share_before(series, detection, run.start, BUSY_WINDOW_S)
+    f = remaining_probability(history, key, run.start, run.elapsed_s, config.forecast, busy_before)
     evidence.update(_forecast_evidence(f))
     confident = f.probability >= config.forecast.confidence
     reason = (f"idle {_dur(run.elapsed_s)}; P(idle {_dur(config.forecast.horizon_s)} more) = "

@@ -42,7 +42,7 @@ class Forecast:
 
 
 def remaining_probability(history: SpanHistory, key: GpuKey, run_start: float, elapsed_s: float,
-                          config: ForecastConfig) -> Forecast:
+                          config: ForecastConfig, busy_before: float = float("nan")) -> Forecast:
     """P(the idle span of ``key`` that began at ``run_start`` lasts ``horizon_s`` past ``elapsed_s``)."""
     h = config.horizon_s
     steps = int(round(config.lookback_horizons * ANCHORS_PER_HORIZON))
@@ -52,10 +52,14 @@ def remaining_probability(history: SpanHistory, key: GpuKey, run_start: float, e
     completed = history.completed[keep]
     start = history.start[keep]
     own = history.workload[keep] == history.workload_index(key)
-    usable = np.ones(len(length), dtype=bool)
+    usable = np.ones(len(length), dtype=np.float64)
+    width = config.similarity_width
+    if width is not None and np.isfinite(busy_before):  # spans that began in a similar state count more
+        gap = np.abs(history.busy_before[keep] - busy_before)
+        usable = np.where(np.isnan(gap), 1.0, np.exp(-np.nan_to_num(gap) / width))
     me = history.series_index(key)
     if me >= 0 and not SELF_EVIDENCE:
-        usable = ~((history.series[keep] == me) & (start == run_start))
+        usable = usable * ~((history.series[keep] == me) & (start == run_start))
     best: Forecast | None = None
     for anchor in anchors:
         survived = length >= anchor + h  # finished or still running: lasted the horizon past the anchor

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import DetectionConfig
-from .idle import ENDED_BY_ACTIVITY, spans
+from .idle import ENDED_BY_ACTIVITY, busy_share_before, spans
 from .samples import GpuKey, Series
+
+BUSY_WINDOW_S = 3600.0  # the activity before a span that describes its workload's state
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class SpanHistory:
     length_s: np.ndarray  # float64
     completed: np.ndarray  # bool: ended by activity (else censored: lasted at least length_s)
     evidence_at: np.ndarray  # float64: when the span's evidence ends (its end, or now if running)
+    busy_before: np.ndarray  # float64: share of busy samples in the hour before the span (NaN: no data)
     key_index: Mapping[GpuKey, int]  # inverse of keys
     workload_of: Mapping[str, int]  # inverse of workloads
 
@@ -66,6 +69,7 @@ class SpanLog:
     length_s: np.ndarray
     completed: np.ndarray
     known_at: np.ndarray
+    busy_before: np.ndarray
 
     @classmethod
     def from_series(cls, series: Mapping[GpuKey, Series], detection: DetectionConfig) -> SpanLog:
@@ -77,15 +81,17 @@ class SpanLog:
             for s in spans(series[key], detection):
                 last = s.start + s.length_s if s.ended_by != ENDED_BY_ACTIVITY else np.nan
                 rows.append((i, windex[key.workload_key], s.start, last, s.length_s,
-                             s.ended_by == ENDED_BY_ACTIVITY, s.known_at))
+                             s.ended_by == ENDED_BY_ACTIVITY, s.known_at,
+                             busy_share_before(series[key], detection, s.start, BUSY_WINDOW_S)))
         if rows:
             cols = list(zip(*rows, strict=True))
         else:
-            cols = [()] * 7
+            cols = [()] * 8
         last = np.asarray(cols[3], dtype=np.float64)
         return cls(keys, workloads, np.asarray(cols[0], dtype=np.int64), np.asarray(cols[1], dtype=np.int64),
                    np.asarray(cols[2], dtype=np.float64), last, np.asarray(cols[4], dtype=np.float64),
-                   np.asarray(cols[5], dtype=bool), np.asarray(cols[6], dtype=np.float64))
+                   np.asarray(cols[5], dtype=bool), np.asarray(cols[6], dtype=np.float64),
+                   np.asarray(cols[7], dtype=np.float64))
 
     def as_of(self, now: float) -> SpanHistory:
         """What was known at ``now``: finished spans as they ended, running ones cut at ``now`` (censored)."""
@@ -99,6 +105,7 @@ class SpanLog:
             workloads=self.workloads, start=self.start[seen], length_s=length[seen],
             completed=self.completed[seen] & known[seen],
             evidence_at=np.where(known, self.known_at, now)[seen],
+            busy_before=self.busy_before[seen],
             key_index={k: i for i, k in enumerate(self.keys)},
             workload_of={w: i for i, w in enumerate(self.workloads)},
         )

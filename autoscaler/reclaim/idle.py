@@ -82,6 +82,15 @@ def current_run(series: Series, detection: DetectionConfig, idle: np.ndarray | N
     return IdleRun(start=float(t[first]), last=float(t[-1]), samples=n - first)
 
 
+def busy_share_before(series: Series, detection: DetectionConfig, at: float, window_s: float) -> float:
+    """Share of samples in ``[at - window_s, at)`` that were not idle; NaN when there are none."""
+    t = series.timestamps
+    lo, hi = np.searchsorted(t, at - window_s), np.searchsorted(t, at)
+    if hi <= lo:
+        return float("nan")
+    return float(np.mean(series.utilisation_percent[lo:hi] > detection.threshold_percent))
+
+
 def spans(series: Series, detection: DetectionConfig) -> list[Span]:
     """Every idle run of the series with how it ended; a run still open at the end counts as censored."""
     n = len(series)
