@@ -21,6 +21,8 @@ from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
 from gpufleet.scheduler.extender.informer import informers
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import NodeInfo
+from gpufleet.scheduler.extender.placementconfig import RESOURCE as PLACEMENT_RESOURCE
+from gpufleet.scheduler.extender.placementconfig import PlacementPolicies
 from gpufleet.scheduler.extender.pods import ANY_MODEL, PodInfo
 from gpufleet.scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
@@ -65,14 +67,18 @@ class ExtenderApp:
         events = None
         if api is not None and config.events.rate_per_s > 0:
             events = EventRecorder(api, clock, metrics, config.events)
+        placements = PlacementPolicies(patcher=api) if api is not None else None
         extender = Extender(state, scorer, metrics, catalog=catalog, binder=api, events=events,
-                            standalone=standalone)
+                            standalone=standalone, placements=placements)
         server = ExtenderServer(extender, metrics, host, port, config.server)
         metrics_server = None
         if metrics_address is not None:
             metrics_config = ServerConfig(prefix=config.server.prefix, verbs=False)
             metrics_server = ExtenderServer(extender, metrics, *metrics_address, metrics_config)
         watchers = informers(api, state, catalog, metrics, config.informer) if api is not None else []
+        if placements is not None:  # PlacementPolicy objects, hot (without the CRD: retried, flags apply)
+            watchers += [Informer(api, PLACEMENT_RESOURCE, placements, config.informer),
+                         Informer(api, "namespaces", placements.namespaces, config.informer)]
         return cls(extender, server, metrics_server, watchers, events)
 
     def start(self) -> None:
@@ -81,6 +87,8 @@ class ExtenderApp:
         log.info("kernels warm in %.2fs", time.perf_counter() - started)
         if self.events is not None:
             self.events.start()
+        if self.extender.placements is not None:
+            self.extender.placements.start()
         for informer in self.informers:
             informer.start()
         self.server.start()
@@ -90,6 +98,8 @@ class ExtenderApp:
     def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
+        if self.extender.placements is not None:
+            self.extender.placements.stop()
         self.server.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()

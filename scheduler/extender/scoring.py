@@ -145,7 +145,8 @@ class Scorer:
     # -- ranking -------------------------------------------------------------------------------
 
     def rank(self, state: ClusterState, pod: PodInfo, policy: str, names: Sequence[str],
-             top: int = 3) -> Ranking:
+             top: int = 3, cost_options: cost.CostOptions | None = None) -> Ranking:
+        """``cost_options``: the cost policy's weights of a PlacementPolicy (default: the flags')."""
         cluster = state.cluster
         request = pod.request
         if policy not in SCORED_POLICIES or cluster is None or request is None or request.num_gpu == 0:
@@ -173,7 +174,7 @@ class Scorer:
                                           request.num_gpu, request.gpu_milli, mix, quantise=False)
             delta = cost.fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix)
             raw = -cost.hourly_cost(cluster.price_per_hour[r], cluster.gpu_count[r], cluster.spot[r], ok, request,
-                                    pod.interruptible, delta, self._cost_options)
+                                    pod.interruptible, delta, cost_options or self._cost_options)
         elif policy == BINPACK:
             raw = binpack.raw_scores(gpu_free, cpu_free, request)
         else:

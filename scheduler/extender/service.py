@@ -23,6 +23,7 @@ from gpufleet.scheduler.extender.events import EventRecorder
 from gpufleet.scheduler.extender.ledger import Placement, pick_gpus
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
+from gpufleet.scheduler.extender.placementconfig import PlacementPolicies
 from gpufleet.scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
 from gpufleet.scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
 from gpufleet.scheduler.extender.state import ClusterState
@@ -37,6 +38,7 @@ from gpufleet.scheduler.extender.wire import (
 )
 from gpufleet.scheduler.model import GPU_MILLI, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
+from gpufleet.scheduler.policies.cost import CostOptions
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,10 @@ class Binder(Protocol):
 class Extender:
     def __init__(self, state: ClusterState, scorer: Scorer, metrics: ExtenderMetrics, *,
                  catalog: PriceCatalog | None = None, binder: Binder | None = None,
-                 events: EventRecorder | None = None, standalone: bool = False) -> None:
+                 events: EventRecorder | None = None, standalone: bool = False,
+                 placements: PlacementPolicies | None = None) -> None:
         self.state = state
+        self.placements = placements
         self.scorer = scorer
         self.metrics = metrics
         self.catalog = catalog or PriceCatalog.default()
@@ -69,9 +73,17 @@ class Extender:
         return self.standalone or self.state.synced
 
     def policy_of(self, pod: PodInfo) -> str:
-        """The pod's annotation, else its namespace's, else off."""
-        policy = pod.placement or self.state.namespace_placement(pod.namespace) or OFF
+        """The pod's annotation, else the PlacementPolicy selecting its namespace, else the namespace's
+        annotation, else off."""
+        applied = self.placements.for_namespace(pod.namespace) if self.placements and not pod.placement else None
+        policy = pod.placement or (applied.policy if applied else None) \
+            or self.state.namespace_placement(pod.namespace) or OFF
         return policy if policy in SCORED_POLICIES else OFF
+
+    def _cost_options(self, pod: PodInfo) -> CostOptions | None:
+        """The weights of the PlacementPolicy placing ``pod`` (None: the flags')."""
+        applied = self.placements.for_namespace(pod.namespace) if self.placements and not pod.placement else None
+        return applied.cost_options() if applied else None
 
     def _scorable(self, args: SchedulingArgs) -> bool:
         if self.standalone:
@@ -173,7 +185,7 @@ class Extender:
                 if expired:
                     self.metrics.expired.inc(expired)
                 self.state.forget(pod.uid)  # a retry: the pod's earlier decision must not count against it
-                ranking = self.scorer.rank(self.state, pod, policy, names)
+                ranking = self.scorer.rank(self.state, pod, policy, names, cost_options=self._cost_options(pod))
                 if ranking.best >= 0 and pod.uid and pod.request is not None \
                         and _posted(self.state.ledger.get(pod.uid)) is None:
                     self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,

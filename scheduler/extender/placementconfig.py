@@ -1,0 +1,227 @@
+"""PlacementPolicy objects, applied while the extender runs: watched, parsed, in effect at once.
+
+Two informer sinks feed one :class:`PlacementPolicies`: the ``placementpolicies`` of gpufleet.io
+(the spec of each object, parsed into the typed spec of :mod:`gpufleet.core.config.kinds`) and the
+namespaces' labels (what the policies select). A pod's placement is then: its own
+``gpufleet.io/placement`` annotation, else the policy selecting its namespace (the oldest one when
+two do, by creation time and name), else its namespace's annotation, else off.
+
+An object that cannot be applied (a spec that does not parse, a field this extender does not
+implement) gets ``Stalled`` with the reason, and the last good generation of that object keeps
+running; a good one gets ``Ready``. Status is written by a background thread (merge patch of the
+status subresource), only when it changes, so informer callbacks never wait on the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gpufleet.core.config import status as kstatus
+from gpufleet.core.config.kinds import API_VERSION, NAMESPACE_NAME_LABEL, PlacementPolicySpec
+from gpufleet.core.config.schema import SpecError, parse
+from gpufleet.core.kube.errors import KubeAPIError
+from gpufleet.scheduler.policies.cost import CostOptions
+
+log = logging.getLogger(__name__)
+
+RESOURCE = f"/apis/{API_VERSION}/placementpolicies"
+COMPONENT = "gpufleet-extender"
+
+
+class StatusPatcher(Protocol):
+    def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class AppliedPolicy:
+    """One PlacementPolicy generation in effect."""
+
+    name: str
+    generation: int
+    created: str
+    spec: PlacementPolicySpec
+
+    @property
+    def policy(self) -> str:
+        return self.spec.policy
+
+    def cost_options(self) -> CostOptions:
+        return CostOptions(self.spec.interruption_penalty_gpu_hours, self.spec.weights.fragmentation)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one object: apply it (``applied``) or keep the last good one (``reason``)."""
+
+    applied: AppliedPolicy | None
+    reason: str
+    message: str
+
+
+def evaluate(obj: dict[str, Any]) -> Verdict:
+    """Whether this extender can apply ``obj`` as it is, and why not. Pure."""
+    meta = obj.get("metadata") or {}
+    name, generation = str(meta.get("name") or ""), int(meta.get("generation") or 0)
+    try:
+        spec = parse(PlacementPolicySpec, obj.get("spec"))
+    except SpecError as err:
+        return Verdict(None, "InvalidSpec", "; ".join(err.errors))
+    if spec.pod_selector is not None:
+        return Verdict(None, "Unsupported", "spec.podSelector: this extender selects by namespace only; "
+                       "remove podSelector or annotate the pods with gpufleet.io/placement")
+    if spec.workload_mix.source == "ConfigMap":
+        return Verdict(None, "Unsupported", "spec.workloadMix.source ConfigMap: not supported by this extender "
+                       "yet; use Learned or Default (or the --workload-mix flag)")
+    applied = AppliedPolicy(name, generation, str(meta.get("creationTimestamp") or ""), spec)
+    return Verdict(applied, "Applied", f"policy {spec.policy} in effect")
+
+
+class PlacementPolicies:
+    """The PlacementPolicies in effect and the namespaces' labels; thread-safe."""
+
+    def __init__(self, patcher: StatusPatcher | None = None, identity: str = COMPONENT) -> None:
+        self._lock = threading.Lock()
+        self._applied: dict[str, AppliedPolicy] = {}
+        self._seen: dict[str, tuple[int, Any]] = {}  # name -> (generation, spec) last evaluated
+        self._labels: dict[str, dict[str, str]] = {}
+        self._identity = identity
+        self._writer = _StatusWriter(patcher) if patcher is not None else None
+        self.namespaces = _NamespaceLabels(self)
+
+    # ---- the placementpolicies sink ------------------------------------------------------------
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        names = {str((o.get("metadata") or {}).get("name") or "") for o in objects}
+        with self._lock:
+            for gone in set(self._applied) - names:
+                self._applied.pop(gone, None)
+            for gone in set(self._seen) - names:
+                self._seen.pop(gone, None)
+        for obj in objects:
+            self.apply("ADDED", obj)
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if kind == "DELETED":
+            with self._lock:
+                self._applied.pop(name, None)
+                self._seen.pop(name, None)
+            log.info("placementpolicy=%s deleted", name)
+            return
+        generation = int(meta.get("generation") or 0)
+        with self._lock:
+            if self._seen.get(name) == (generation, obj.get("spec")):
+                return  # a status write or a re-list: nothing new to apply
+            self._seen[name] = (generation, obj.get("spec"))
+        verdict = evaluate(obj)
+        with self._lock:
+            if verdict.applied is not None:
+                self._applied[name] = verdict.applied
+            running = self._applied.get(name)
+        if verdict.applied is not None:
+            log.info("placementpolicy=%s generation=%d applied policy=%s", name, generation, verdict.applied.policy)
+            new_status = kstatus.applied(obj.get("status"), generation, verdict.message, applied_by=self._identity)
+        else:
+            keeps = (f"; generation {running.generation} (policy {running.policy}) keeps running"
+                     if running else "; nothing of this object is in effect")
+            log.warning("placementpolicy=%s generation=%d stalled reason=%s: %s%s", name, generation,
+                        verdict.reason, verdict.message, keeps)
+            new_status = kstatus.stalled(obj.get("status"), generation, verdict.reason, verdict.message + keeps,
+                                         applied_by=self._identity)
+        if self._writer is not None:
+            self._writer.submit(name, new_status)
+
+    # ---- lookups -------------------------------------------------------------------------------
+
+    def for_namespace(self, namespace: str) -> AppliedPolicy | None:
+        """The policy in effect for ``namespace`` (the oldest selecting one), or None."""
+        with self._lock:
+            labels = {**self._labels.get(namespace, {}), NAMESPACE_NAME_LABEL: namespace}
+            matching = [p for p in self._applied.values() if p.spec.namespace_selector.matches(labels)]
+        return min(matching, key=lambda p: (p.created, p.name)) if matching else None
+
+    def applied(self) -> dict[str, AppliedPolicy]:
+        with self._lock:
+            return dict(self._applied)
+
+    def start(self) -> None:
+        if self._writer is not None:
+            self._writer.start()
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+
+
+class _NamespaceLabels:
+    """Sink for namespaces: keeps each namespace's labels for the policies' selectors."""
+
+    def __init__(self, owner: PlacementPolicies) -> None:
+        self._owner = owner
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        labels = {str((o.get("metadata") or {}).get("name") or ""): _labels(o) for o in objects}
+        with self._owner._lock:
+            self._owner._labels = labels
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        with self._owner._lock:
+            if kind == "DELETED":
+                self._owner._labels.pop(name, None)
+            else:
+                self._owner._labels[name] = _labels(obj)
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels")
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+class _StatusWriter:
+    """Writes the newest status per object on a thread of its own; a failed write is retried twice."""
+
+    def __init__(self, patcher: StatusPatcher, attempts: int = 3) -> None:
+        self._patcher = patcher
+        self._attempts = attempts
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, name: str, status: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending[name] = status
+        self._wake.put(True)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpufleet-placement-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.put(False)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.get()
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for name, status in pending.items():
+                self._write(name, status)
+
+    def _write(self, name: str, status: dict[str, Any]) -> None:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self._patcher.patch(f"{RESOURCE}/{name}/status", {"status": status})
+                return
+            except (KubeAPIError, OSError, ValueError) as err:
+                log.warning("placementpolicy=%s status write %d/%d failed: %s", name, attempt, self._attempts, err)
+                if self._stop.wait(0.5 * attempt):
+                    return
