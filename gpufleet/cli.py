@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("gpufleet.validate.cli", "check config-repo YAML against the real API server and gpufleet's rules"),
     "device-plugin": ("gpufleet.autoscaler.deviceplugin.cli", "kubelet device plugin: the GPUs the extender chose"),
     "certs": ("gpufleet.scheduler.extender.certscli", "write CA, extender and kube-scheduler certificates (mTLS)"),
+    "recommend": ("gpufleet.autoscaler.cost.cli",
+                  "cheapest GPU instance mix for a recorded workload, beside Karpenter's rule"),
 }
 
 
