@@ -2,7 +2,8 @@
 
 Stands in for the agents of a fleet of kwok nodes, so the controller is tested at fleet size: every node
 plays the same script (its own UUIDs, from its name) and asks its own kubelet socket (``{node}`` in the
-socket path, e.g. the fake kubelets of ``gpufleet.autoscaler.kubelet.mirror``) or the script's pods.
+socket path, e.g. the fake kubelets of ``gpufleet.autoscaler.kubelet.mirror``) or the script's pods
+(``{node}`` in a script pod's name becomes the node's name, so each node's pods are distinct).
 One thread samples every node each interval; one gRPC port serves them all: ``StreamSamples`` sends
 every node's passes on one stream, each batch carrying its node's name (the controller keys by it), and
 ``GetInventory`` answers for the first node with ``pod_resources_ok`` true only when every node's kubelet
@@ -16,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -70,7 +71,9 @@ class FleetAgent:
 
                 pods: PodSource = KubeletPodSource(PodResourcesClient(socket_template.format(node=name)))
             elif backend.scenario is not None and backend.simulator is not None and backend.scenario.pods:
-                pods = StaticPodSource(backend.scenario, backend.simulator)
+                scenario = replace(backend.scenario, pods=tuple(replace(p, pod=p.pod.replace("{node}", name))
+                                                                for p in backend.scenario.pods))
+                pods = StaticPodSource(scenario, backend.simulator)
             else:
                 pods = NoPodSource()
             devices = backend.reader.devices()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "gpufleet-controller"
 _MAX_MESSAGE = 1000
+_SCALE_ATTEMPTS = 3  # immediate retries of a scale write that lost a race with a status update
 
 
 class WriteAPI(Protocol):
@@ -184,31 +185,38 @@ class Actuator:
                 names.RECLAIM_KEY: action.key, names.RECLAIMED_GPUS: str(action.gpus)}
 
     def _scale(self, action: Action) -> Result:
-        root = self._api.get(action.root.path)
-        if root is None:
-            return Result.CHANGED
-        annotations = (root.get("metadata") or {}).get("annotations") or {}
+        """Annotate, then PUT the scale to 0 with the resourceVersion just read. Status writes by the
+        workload's controller move that version often, so a 409 is retried at once (a few times)."""
         scale_path = f"{action.root.path}/scale"
-        scale = self._api.get(scale_path)
-        if scale is None:
-            return Result.CHANGED
-        replicas = int((scale.get("spec") or {}).get("replicas") or 0)
-        ours = annotations.get(names.RECLAIM_KEY) == action.key
-        if replicas == 0:
-            return Result.ALREADY if ours else Result.NOT_OURS
-        if not ours:
-            self._api.patch(action.root.path, {"metadata": {
-                "uid": action.root.uid or (root.get("metadata") or {}).get("uid"),
-                "annotations": self._annotations(action, str(replicas))}})
-            scale = self._api.get(scale_path)  # the annotation moved the resourceVersion the scale carries
-            if scale is None:
+        for attempt in range(_SCALE_ATTEMPTS):
+            root = self._api.get(action.root.path)
+            scale = self._api.get(scale_path)
+            if root is None or scale is None:
                 return Result.CHANGED
-        body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": action.root.name, "namespace": action.root.namespace,
-                             "resourceVersion": (scale.get("metadata") or {}).get("resourceVersion")},
-                "spec": {"replicas": 0}}
-        self._api.put(scale_path, body)
-        return Result.DONE
+            annotations = (root.get("metadata") or {}).get("annotations") or {}
+            replicas = int((scale.get("spec") or {}).get("replicas") or 0)
+            ours = annotations.get(names.RECLAIM_KEY) == action.key
+            if replicas == 0:
+                return Result.ALREADY if ours else Result.NOT_OURS
+            if not ours or annotations.get(names.RECLAIMED_REPLICAS) != str(replicas):
+                self._api.patch(action.root.path, {"metadata": {
+                    "uid": (root.get("metadata") or {}).get("uid"),
+                    "annotations": self._annotations(action, str(replicas))}})
+                scale = self._api.get(scale_path)  # the annotation moved the resourceVersion the scale carries
+                if scale is None:
+                    return Result.CHANGED
+            body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": action.root.name, "namespace": action.root.namespace,
+                                 "resourceVersion": (scale.get("metadata") or {}).get("resourceVersion")},
+                    "spec": {"replicas": 0}}
+            try:
+                self._api.put(scale_path, body)
+                return Result.DONE
+            except Conflict:
+                if attempt == _SCALE_ATTEMPTS - 1:
+                    raise
+                log.debug("root=%s scale moved under us; reading it again", action.root.key)
+        return Result.CONFLICT
 
     def _suspend(self, action: Action) -> Result:
         job = self._api.get(action.root.path)

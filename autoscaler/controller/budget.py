@@ -47,13 +47,15 @@ class Ledger:
         if used_actions >= self._config.max_actions:
             return False, Skip.BUDGET, (f"{used_actions} actions in the last {self._config.window_s:g}s "
                                         f"(budget {self._config.max_actions})")
-        limit = max(1, math.floor(opted_in_gpus * self._config.max_percent / 100.0))
+        used = sum(e.gpus for e in self._entries)
+        # GPUs freed in the window still count as opted in (their pods are gone from the count now)
+        fleet = opted_in_gpus + used
+        limit = max(1, math.floor(fleet * self._config.max_percent / 100.0))
         if self._config.max_percent <= 0:
             limit = 0
-        used = sum(e.gpus for e in self._entries)
         if used + gpus > limit and not (used == 0 and limit >= 1):
             return False, Skip.BUDGET, (f"{used} + {gpus} GPUs would exceed {self._config.max_percent:g}% of "
-                                        f"{opted_in_gpus} opted-in GPUs ({limit})")
+                                        f"{fleet} opted-in GPUs ({limit})")
         return True, None, ""
 
     def record(self, entry: Entry) -> None:

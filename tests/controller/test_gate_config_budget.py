@@ -107,3 +107,12 @@ def test_the_ledger_travels_as_json_and_keeps_keys_unique() -> None:
     other.merge_json(ledger.to_json())
     other.merge_json("not json")
     assert [e.key for e in other.entries] == ["k1"]
+
+
+def test_gpus_already_freed_in_the_window_still_count_as_opted_in() -> None:
+    # 8 opted-in GPUs, 50%: after freeing 4 only 4 remain opted in, yet the budget is still 4 of 8
+    ledger = Ledger(BudgetConfig(max_actions=10, max_percent=50, window_s=600))
+    for i in range(4):
+        assert ledger.allows(1, 8 - i, NOW)[0]
+        ledger.record(Entry(NOW, 1, f"k{i}", "ml/Pod/p"))
+    assert not ledger.allows(1, 4, NOW)[0]
