@@ -1,7 +1,11 @@
 """Reproduce the FGD paper: policies x traces x seeds, ours beside the authors' published numbers.
 
-    python bench/reproduce_fgd.py                      # all 17 traces, 6 policies, seeds 42..51
+    python bench/reproduce_fgd.py                      # all 17 traces, 7 policies, seeds 42..51
     python bench/reproduce_fgd.py --traces default --policies fgd,bestfit --seeds 42-43
+    python bench/reproduce_fgd.py --policies fgd,fgd-strand --jobs 1   # the new policy beside FGD
+
+The seventh column, ``fgd-strand`` (docs/designs/012-fgd-strand.md), has no published numbers; when it
+runs with ``fgd`` the output adds a side-by-side table (same seeds, paired differences).
 
 Writes (under --out, default bench/out/): ``analysis_allo_discrete.csv`` in the authors' layout,
 ``summary.csv`` (means at 100% and 130% arrived, ours vs published), ``fig9a_default.png`` (allocation
@@ -31,6 +35,9 @@ POINTS = ("100", "130")
 
 sys.path.insert(0, str(ROOT.parent))
 from gpufleet.scheduler.policies import PAPER_NAMES
+from gpufleet.scheduler.policies.fgd_strand import NAME as STRAND
+
+COLUMNS = {**PAPER_NAMES, STRAND: "07-FGD-Strand"}
 from gpufleet.scheduler.simulate_cli import parse_seeds
 
 _cache: dict = {}
@@ -72,7 +79,7 @@ def published_curves(trace: str) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", default=",".join(TRACES))
-    parser.add_argument("--policies", default=",".join(PAPER_NAMES))
+    parser.add_argument("--policies", default=",".join(COLUMNS))
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("42-51"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=ROOT / "out")
@@ -109,7 +116,7 @@ def write_curves(path: Path, results: list[dict]) -> None:
         writer = csv.writer(f)
         writer.writerow(["workload", "sc_policy", "tune", "seed", "total_gpus", *map(str, range(131))])
         for r in results:
-            writer.writerow([f"openb_pod_list_{r['trace']}", PAPER_NAMES[r["policy"]], r["tune"], r["seed"],
+            writer.writerow([f"openb_pod_list_{r['trace']}", COLUMNS.get(r["policy"], r["policy"]), r["tune"], r["seed"],
                              r["gpus"], *(r["alloc_at"].get(str(x), "") for x in range(131))])
 
 
@@ -124,9 +131,9 @@ def summarise(results: list[dict], traces: list[str], policies: list[str]) -> li
             for p in POINTS:
                 row[f"ours@{p}"] = statistics.fmean(r["alloc_at"][p] for r in runs)
                 row[f"sd@{p}"] = statistics.stdev(r["alloc_at"][p] for r in runs) if len(runs) > 1 else 0.0
-                row[f"paper@{p}"] = published.get((trace, PAPER_NAMES[policy]), {}).get(p, float("nan"))
+                row[f"paper@{p}"] = published.get((trace, COLUMNS.get(policy, policy)), {}).get(p, float("nan"))
             row["diff@130"] = row["ours@130"] - row["paper@130"]
-            row["within"] = abs(row["diff@130"]) <= TOLERANCE.get(policy, 1.0)
+            row["within"] = abs(row["diff@130"]) <= TOLERANCE.get(policy, 1.0) or policy not in PAPER_NAMES
             rows.append(row)
     return rows
 
@@ -162,8 +169,42 @@ def render(table: list[dict], results: list[dict], wall: float, args) -> str:
             f"{r['ours@130']:.2f} ({r['sd@130']:.2f}) | {r['paper@130']:.2f} | {r['diff@130']:+.2f} | "
             f"{'yes' if r['within'] else '**no**'} | {r['seconds']:.1f} |")
     misses = [r for r in table if not r["within"]]
-    lines += ["", f"{len(table) - len(misses)} of {len(table)} trace x policy cells within tolerance."]
+    lines += ["", f"{len(table) - len(misses)} of {len(table)} trace x policy cells within tolerance "
+              "(policies without published numbers count as within)."]
+    policies = sorted({r["policy"] for r in results})
+    if "fgd" in policies and STRAND in policies:
+        lines += ["", *side_by_side(results, [t for t in TRACES if any(r["trace"] == t for r in results)],
+                                    args.seeds)]
     return "\n".join(lines) + "\n"
+
+
+def side_by_side(results: list[dict], traces: list[str], seeds: list[int]) -> list[str]:
+    """fgd-strand vs FGD at 130% arrived, paired by seed; the first half of the seeds (design) and the
+    second half (held out) also separately."""
+    half = len(seeds) // 2
+    groups = {"all": seeds, "first half": seeds[:half], "second half": seeds[half:]}
+    at = {(r["trace"], r["policy"], r["seed"]): r["alloc_at"]["130"] for r in results}
+    lines = [f"## {STRAND} vs fgd at 130% arrived (same seeds; diff = {STRAND} - fgd, pp)", "",
+             f"Seeds {seeds[0]}..{seeds[-1]}; first half {seeds[:half]}, second half {seeds[half:]}.", "",
+             "| trace | fgd | fgd-strand | diff | min paired diff | diff, first half | diff, second half |",
+             "|---|---|---|---|---|---|---|"]
+    for trace in traces:
+        diffs = {}
+        for name, group in groups.items():
+            paired = [at[(trace, STRAND, s)] - at[(trace, "fgd", s)] for s in group
+                      if (trace, STRAND, s) in at and (trace, "fgd", s) in at]
+            diffs[name] = paired
+        if not diffs["all"]:
+            continue
+        base = statistics.fmean(at[(trace, "fgd", s)] for s in seeds if (trace, "fgd", s) in at)
+        new = statistics.fmean(at[(trace, STRAND, s)] for s in seeds if (trace, STRAND, s) in at)
+
+        def mean(xs: list[float]) -> str:
+            return f"{statistics.fmean(xs):+.2f}" if xs else "-"
+
+        lines.append(f"| {trace} | {base:.2f} | {new:.2f} | {mean(diffs['all'])} | {min(diffs['all']):+.2f} | "
+                     f"{mean(diffs['first half'])} | {mean(diffs['second half'])} |")
+    return lines
 
 
 def plot_default(path: Path, results: list[dict], policies: list[str]) -> None:
@@ -182,8 +223,8 @@ def plot_default(path: Path, results: list[dict], policies: list[str]) -> None:
         mean = [statistics.fmean(r["alloc_at"][str(x)] for r in runs if str(x) in r["alloc_at"]) for x in xs]
         color = f"C{i}"
         ax.plot(xs, mean, color=color, label=f"{policy} (gpufleet)")
-        if PAPER_NAMES[policy] in paper:
-            ax.plot(xs, paper[PAPER_NAMES[policy]], color=color, linestyle=":", label=f"{policy} (paper)")
+        if COLUMNS.get(policy) in paper:
+            ax.plot(xs, paper[COLUMNS[policy]], color=color, linestyle=":", label=f"{policy} (paper)")
     ax.plot(xs, xs, color="grey", linewidth=0.5)
     ax.set(xlabel="arrived GPU demand (% of capacity)", ylabel="GPUs allocated (% of capacity)",
            title="openb default trace, mean of seeds (Fig. 9a)", xlim=(60, 130), ylim=(60, 100))

@@ -84,3 +84,90 @@ def fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli
             scores.append(fgd_score(before - after, quantise))
             choice.append(-1)
     return scores, choice
+
+
+# -- fgd-strand: twins of gpufleet.scheduler.kernels_strand -------------------------------------------------
+
+
+def _gpu_tasks(mix: MixArrays) -> list[tuple[int, int, int, float]]:
+    """(cpu, milli, mask, prob) of the GPU task types, by CPU ascending (ties in mix order)."""
+    rows = [(int(c), int(m), int(k), float(p)) for c, m, n, k, p in
+            zip(mix.cpu, mix.milli, mix.num, mix.mask, mix.prob) if n > 0]
+    return sorted(rows, key=lambda r: r[0])
+
+
+def gpu_waste(free: int, model: int, tasks: Sequence[tuple[int, int, int, float]],
+              memo: dict | None = None) -> float:
+    """Expected milli left free for good on one GPU with ``free`` milli when ``tasks`` (those the node's
+    CPU fits) keep arriving and the first that fits takes it; nothing fits -> all of ``free``."""
+    memo = {} if memo is None else memo
+    if free not in memo:
+        fits = acc = 0.0
+        for _, milli, mask, prob in tasks:
+            if milli <= free and allowed(mask, model):
+                fits += prob
+                acc += prob * gpu_waste(free - milli, model, tasks, memo)
+        memo[free] = acc / fits if fits > 0.0 else float(free)
+    return memo[free]
+
+
+def node_waste(gpus: Sequence[int], cpu_free: int, model: int, mix: MixArrays) -> float:
+    tasks = [t for t in _gpu_tasks(mix) if t[0] <= cpu_free]
+    memo: dict = {}
+    total = 0.0
+    for g in gpus:
+        total += gpu_waste(int(g), model, tasks, memo)
+    return total
+
+
+def stranded(gpus: Sequence[int], cpu_free: int, rho: float) -> float:
+    if rho <= 0.0:
+        return 0.0
+    return max(0.0, sum(gpus) - cpu_free / rho)
+
+
+def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli, mix: MixArrays,
+                  lookahead: float, stranding: float, rho: float) -> tuple[list[float], list[int]]:
+    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS."""
+
+    def delta(before: list[int], after: list[int], n: int) -> float:
+        cpu_after = int(cpu_free[n]) - cpu
+        d = node_frag(after, cpu_after, int(model[n]), mix) - float(frag_before[n])
+        if lookahead != 0.0:
+            d += lookahead * (node_waste(after, cpu_after, int(model[n]), mix)
+                              - node_waste(before, int(cpu_free[n]), int(model[n]), mix))
+        if stranding != 0.0:
+            d += stranding * (stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho))
+        return d
+
+    def score(d: float) -> float:
+        return float(int(100.0 / (1.0 + math.exp(d / 1000.0))))
+
+    scores, choice = [], []
+    for n in range(len(cpu_free)):
+        if not feasible[n]:
+            scores.append(-1.0)
+            choice.append(-1)
+            continue
+        gpus = [int(g) for g in gpu_free[n]]
+        if num == 1 and milli < GPU_MILLI:
+            best, best_gpu = -1.0, -1
+            for i, g in enumerate(gpus):
+                if g >= milli:
+                    after = gpus.copy()
+                    after[i] -= milli
+                    s = score(delta(gpus, after, n))
+                    if s > best:
+                        best, best_gpu = s, i
+            scores.append(best)
+            choice.append(best_gpu)
+        else:
+            after = gpus.copy()
+            left = num
+            for i in sorted(range(len(gpus)), key=lambda i: gpus[i]):  # least free first, stable
+                if left and after[i] >= milli:
+                    after[i] -= milli
+                    left -= 1
+            scores.append(score(delta(gpus, after, n)))
+            choice.append(-1)
+    return scores, choice

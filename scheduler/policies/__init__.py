@@ -18,6 +18,7 @@ from gpufleet.scheduler.policies import (
     cost,
     dotprod,
     fgd,
+    fgd_strand,
     packing,
     random_fit,
     spread,
@@ -37,12 +38,14 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     binpack.NAME: lambda **_: binpack.BinpackPolicy(),
     spread.NAME: lambda **_: spread.SpreadPolicy(),
     cost.NAME: lambda mix, cost_options=None, **_: cost.CostPolicy(mix, cost_options or cost.CostOptions()),
+    # Beyond the paper: FGD plus CPU stranding and a look-ahead on shares (docs/designs/012-fgd-strand.md).
+    fgd_strand.NAME: lambda mix, **_: fgd_strand.StrandPolicy(mix),
 }
 #: The FGD paper's six, by the names its results use.
 PAPER_NAMES = dict(zip(list(POLICIES)[:6], ["01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking",
                                             "05-BestFit", "06-FGD"]))
 #: Policies that need the workload mix.
-NEEDS_MIX = {fgd.NAME, cost.NAME}
+NEEDS_MIX = {fgd.NAME, cost.NAME, fgd_strand.NAME}
 
 
 def make_policy(name: str, mix: WorkloadMix | None = None, rng: np.random.Generator | None = None,

@@ -1,0 +1,166 @@
+"""fgd-strand: its kernels agree with the plain-Python twins, the look-ahead tables hold the values
+worked out by hand, and the policy avoids the stranding and the share splits that FGD does not see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpufleet.scheduler import kernels, kernels_strand, reference
+from gpufleet.scheduler.model import Cluster, Node, PodRequest
+from gpufleet.scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
+from gpufleet.scheduler.policies.fgd_strand import NAME, StrandPolicy, cpu_per_gpu_milli
+from gpufleet.scheduler.simulator import SimulationConfig, simulate
+from gpufleet.scheduler.trace import read_nodes, read_pods
+from gpufleet.scheduler.workload import PodShape, WorkloadMix
+
+from .conftest import DATA, arange_rank, clusters, mixes, pods, tiny_cluster
+
+SETTINGS = settings(max_examples=200, deadline=None)
+WEIGHTS = st.sampled_from([0.0, 0.25, 1.0, 3.0])
+
+
+def tables(mix: WorkloadMix, cluster: Cluster) -> kernels_strand.WasteTables:
+    return kernels_strand.waste_tables(mix.arrays(cluster), len(cluster.model_names))
+
+
+@SETTINGS
+@given(cluster=clusters(), mix=mixes())
+def test_node_waste_matches_reference(cluster, mix):
+    fast = kernels_strand.node_waste(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, tables(mix, cluster))
+    arrays = mix.arrays(cluster)
+    slow = [reference.node_waste(list(cluster.gpu_free[n]), int(cluster.cpu_free[n]), int(cluster.gpu_model[n]),
+                                 arrays) for n in range(len(cluster))]
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-9)
+
+
+@SETTINGS
+@given(cluster=clusters(), rho=st.sampled_from([0.0, 0.5, 3.152, 12.0]))
+def test_stranded_matches_reference(cluster, rho):
+    fast = kernels_strand.stranded(cluster.gpu_free, cluster.cpu_free, rho)
+    slow = [reference.stranded(list(cluster.gpu_free[n]), int(cluster.cpu_free[n]), rho) for n in range(len(cluster))]
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-9)
+
+
+@SETTINGS
+@given(cluster=clusters(), pod=pods(), mix=mixes(), lookahead=WEIGHTS, stranding=WEIGHTS)
+def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding):
+    arrays = mix.arrays(cluster)
+    ok = kernels.feasible_nodes(cluster.gpu_free, cluster.cpu_free, cluster.memory_free, cluster.gpu_model,
+                                pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli,
+                                cluster.model_mask(pod.gpu_models))
+    before = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, arrays)
+    rho = cpu_per_gpu_milli(mix)
+    args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
+            pod.gpu_milli, arrays)
+    fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho)
+    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho)
+    np.testing.assert_allclose(fast_score, slow_score, rtol=1e-12, atol=1e-9)
+    assert fast_gpu.tolist() == slow_gpu
+
+
+def test_without_the_new_terms_the_scores_are_fgds():
+    cluster = tiny_cluster([1000, 470, 0, 350], [1000, 1000], [810, 190])
+    mix = WorkloadMix(shapes=(PodShape(3152, 810, 1, ()), PodShape(4000, 320, 1, ()), PodShape(11300, 1000, 1, ())),
+                      probs=(0.5, 0.2, 0.3))
+    arrays = mix.arrays(cluster)
+    ok = np.ones(3, dtype=np.bool_)
+    before = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, arrays)
+    for pod in (PodRequest(4000, 0, 1, 320), PodRequest(11300, 0, 1, 1000)):
+        args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
+                pod.gpu_milli, arrays)
+        ours = kernels_strand.strand_scores(*args, tables(mix, cluster), 0.0, 0.0, 1.0)
+        fgd = kernels.fgd_scores(*args)
+        assert ours[0].tolist() == fgd[0].tolist() and ours[1].tolist() == fgd[1].tolist()
+
+
+def test_waste_tables_hold_the_hand_worked_bellman_values():
+    # 810m and 160m shares, equally likely. From 1000 free: half the time 810 arrives (190 left, then a
+    # 160 leaves 30), half the time 160 (840 left, then 810 -> 30 or 160s down to 40): 0.5*30 + 0.5*35.
+    cluster = tiny_cluster([1000])
+    mix = WorkloadMix(shapes=(PodShape(1000, 810, 1, ()), PodShape(1000, 160, 1, ())), probs=(0.5, 0.5))
+    t = tables(mix, cluster)
+    w = t.waste[cluster.gpu_model[0] + 1, 2]
+    assert (w[0], w[30], w[190], w[680], w[840], w[1000]) == pytest.approx((0, 30, 30, 40, 35, 32.5))
+    assert t.cpu.tolist() == [1000, 1000]
+
+
+def test_a_gpu_on_a_node_whose_cpu_fits_no_task_stays_free_for_good():
+    cluster = tiny_cluster([1000, 600], cpu=500)
+    mix = WorkloadMix(shapes=(PodShape(1000, 500, 1, ()),), probs=(1.0,))
+    assert kernels_strand.node_waste(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model,
+                                     tables(mix, cluster)).tolist() == [1600.0]
+    cluster.cpu_free[0] = 1000  # now the 500m task fits each GPU by CPU: 1000 -> 0, 600 -> 100
+    assert kernels_strand.node_waste(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model,
+                                     tables(mix, cluster)).tolist() == [100.0]
+
+
+def test_a_task_restricted_to_another_gpu_model_does_not_fill_the_gpu():
+    nodes = [Node("t4", 64000, 262144, 1, "T4"), Node("g2", 64000, 262144, 1, "G2")]
+    cluster = Cluster.from_nodes(nodes)
+    mix = WorkloadMix(shapes=(PodShape(1000, 1000, 1, ("G2",)),), probs=(1.0,))
+    waste = kernels_strand.node_waste(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, tables(mix, cluster))
+    assert waste.tolist() == [1000.0, 0.0]
+
+
+def test_rho_counts_the_cpu_of_cpu_only_pods_and_is_zero_without_gpu_demand():
+    mix = WorkloadMix(shapes=(PodShape(8000, 1000, 1, ()), PodShape(4000, 500, 1, ()), PodShape(12000, 0, 0, ())),
+                      probs=(0.5, 0.25, 0.25))
+    assert cpu_per_gpu_milli(mix) == pytest.approx((4000 + 1000 + 3000) / (500 + 125))
+    assert cpu_per_gpu_milli(WorkloadMix(shapes=(PodShape(12000, 0, 0, ()),), probs=(1.0,))) == 0.0
+
+
+def place(policy_name: str, cluster: Cluster, pod: PodRequest, mix: WorkloadMix):
+    policy = make_policy(policy_name, mix=mix)
+    scores = policy.score(cluster, pod)
+    node = select_node(scores, arange_rank(cluster))
+    return node, choose_gpus(cluster, node, pod, int(scores.share_gpu[node])) if node >= 0 else ()
+
+
+def test_a_cpu_only_pod_goes_where_its_cpu_does_not_strand_gpus():
+    # Both nodes keep enough CPU for the one-GPU task after the pod, so FGD sees no difference and its
+    # tie goes to node 0; there the 15 CPUs leave 10 for two idle GPUs that need 10 each.
+    mix = WorkloadMix(shapes=(PodShape(10000, 1000, 1, ()),), probs=(1.0,))
+    cluster = tiny_cluster([1000, 1000], [1000, 1000], cpu=40000)
+    cluster.cpu_free[0] = 25000
+    pod = PodRequest(15000, 0)
+    assert place("fgd", cluster, pod, mix)[0] == 0
+    assert place(NAME, cluster, pod, mix)[0] == 1
+
+
+def test_a_small_share_completes_a_gpu_rather_than_leaving_a_gap_no_common_task_fills():
+    # 320m on the GPU with 350 free leaves 30; on the one with 530 free it leaves 210, which only the
+    # rare 160m task fills.
+    mix = WorkloadMix(shapes=(PodShape(1000, 470, 1, ()), PodShape(1000, 320, 1, ()), PodShape(1000, 650, 1, ()),
+                              PodShape(1000, 160, 1, ()), PodShape(1000, 1000, 1, ())),
+                      probs=(0.3, 0.2, 0.2, 0.02, 0.28))
+    cluster = tiny_cluster([530, 350])
+    assert place(NAME, cluster, PodRequest(1000, 0, 1, 320), mix) == (0, (1,))
+
+
+def test_the_policy_is_registered_and_needs_a_mix():
+    assert NAME in POLICIES
+    with pytest.raises(ValueError, match="needs a workload mix"):
+        make_policy(NAME)
+    assert isinstance(make_policy(NAME, mix=WorkloadMix.uniform([PodShape(1000, 1000, 1, ())])), StrandPolicy)
+
+
+def test_tables_follow_the_cluster_they_score():
+    mix = WorkloadMix(shapes=(PodShape(1000, 1000, 1, ("G2",)),), probs=(1.0,))
+    policy = StrandPolicy(mix)
+    one = Cluster.from_nodes([Node("a", 8000, 1024, 1, "G2")])
+    two = Cluster.from_nodes([Node("a", 8000, 1024, 1, "T4"), Node("b", 8000, 1024, 1, "G2")])
+    assert policy.tables(one).waste.shape[0] == 2
+    assert policy.tables(two).waste.shape[0] == 3
+    assert policy.score(two, PodRequest(1000, 0, 1, 1000, ("G2",))).feasible.tolist() == [False, True]
+
+
+def test_a_slice_of_the_real_trace_replays_with_every_placement_valid():
+    nodes = read_nodes(DATA / "openb_node_list_gpu_node.csv")[:60]
+    pods = read_pods(DATA / "openb_pod_list_default.csv")[:400]
+    result = simulate(nodes, pods, SimulationConfig(policy=NAME, seed=7))
+    assert 0 < result.scheduled <= result.pods
+    curve = [result.alloc_at[k] for k in sorted(result.alloc_at, key=int)]
+    assert curve == sorted(curve) and 0 < curve[-1] <= 100
