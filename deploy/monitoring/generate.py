@@ -152,6 +152,22 @@ FLEET = (
     Panel("Containers per GPU", "short", (
         q(f"max by (hostname, gpu) (gpufleet_agent_gpu_holders{{{D}}})", "{{hostname}} GPU {{gpu}}"),),
         "More than 1 when the GPU is shared (time-slicing)."),
+    # the reclaim controller (autoscaler/controller/metrics.py): opted-in pods only
+    Panel("Idle GPUs of opted-in pods", "short", (
+        q(f"max by (namespace) (gpufleet_reclaim_idle_gpus{{{CLUSTER}, {NAMESPACE}}})", "{{namespace}}"),
+        q(f"max by (cluster) (gpufleet_reclaim_opted_in_gpus{{{CLUSTER}}})", "opted-in GPUs {{cluster}}")),
+        "GPUs of pods that opted in to reclaim (gpufleet.io/reclaim) in an idle run now, and all their GPUs."),
+    Panel("Idle GPU-hours of opted-in pods by namespace, last hour", "short", (
+        q(f"sum by (namespace) (increase(gpufleet_reclaim_idle_gpu_seconds_total{{{CLUSTER}, {NAMESPACE}}}[1h]))"
+          " / 3600", "{{namespace}}", instant=True),), kind="bargauge"),
+    Panel("Reclaim notices and actions", "short", (
+        q(f"sum by (kind, result) (increase(gpufleet_reclaim_actions_total{{{CLUSTER}}}[$__rate_interval]))",
+          "{{kind}} {{result}}"),),
+        "Reports, notices (gpufleet.io/idle-since + Event), cancels and actions (scale-to-zero, suspend, evict)."),
+    Panel("Skipped reclaim decisions by reason", "ops", (
+        q(f"sum by (reason) (rate(gpufleet_reclaim_skipped_decisions_total{{{CLUSTER}}}[$__rate_interval]))",
+          "{{reason}}"),),
+        "Decisions that led to no action: protection (do-not-disrupt, snooze), grace, no data, budget, PDB..."),
 )
 
 # ---- Agents: the agents' own health ---------------------------------------------------------------
@@ -190,6 +206,16 @@ AGENTS = (
     Panel("Agents", "short", (
         q(f'gpufleet_agent_info{{{CLUSTER}, {NODE}}}', "{{hostname}} {{version}} {{backend}} driver {{driver_version}}",
           instant=True),), "Agent version, GPU backend and driver per node.", kind="bargauge"),
+    Panel("Controller: agent streams and leader", "short", (
+        q(f"sum by (cluster, instance, state) (gpufleet_controller_agents{A})", "{{state}} {{instance}}"),
+        q(f"gpufleet_controller_leader{A}", "leader {{instance}}")),
+        "Agents the reclaim controller streams samples from, and which replica holds the leader Lease."),
+    Panel("Controller: samples received and pass duration", "short", (
+        q(f"sum by (instance) (rate(gpufleet_controller_agent_samples_total{A}[$__rate_interval]))",
+          "GPU samples/s {{instance}}"),
+        q(f"histogram_quantile(0.99, sum by (instance, le) "
+          f"(rate(gpufleet_controller_pass_duration_seconds_bucket{A}[$__rate_interval])))",
+          "pass p99 (s) {{instance}}"))),
     Panel("Agents scraped", "short", (
         q(f'sum by (cluster) (up{{{CLUSTER}, job="gpufleet-agent"}})', "{{cluster}}", instant=True),),
         kind="stat"),

@@ -27,8 +27,9 @@ MIRROR_NAME = "gpufleet-kubelets"
 AGENT_PREFIX = "gpufleet-agent-"
 #: Nodes that get an agent when --agents is not given.
 DEFAULT_AGENTS = 2
-#: Per GPU index (cycled): what the simulated device does, independent of who holds it.
-PRESET_CYCLE = ("busy", "held-idle", "bursty", "idle")
+#: Per GPU index (cycled): what the simulated device does, independent of who holds it. Mostly idle,
+#: as the fleets the reclaim controller is for are (so a short run sees idle pods wherever they land).
+PRESET_CYCLE = ("busy", "held-idle", "bursty", "idle", "held-idle", "idle", "busy", "held-idle")
 SAMPLE_INTERVAL_S = 1.0
 POD_REFRESH_S = 2.0
 

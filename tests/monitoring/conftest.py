@@ -99,8 +99,11 @@ def start_prometheus(prometheus_binary: Path, tmp_path: Path) -> Iterator[StartP
     group.stop_all()
 
 
-def gpu_pod(name: str, gpus: int = 1, placement: str | None = "fgd", milli: int | None = None) -> dict:
-    annotations = {"gpufleet.io/placement": placement} if placement else {}
+def gpu_pod(name: str, gpus: int = 1, placement: str | None = "fgd", milli: int | None = None,
+            annotations: dict[str, str] | None = None) -> dict:
+    annotations = dict(annotations or {})
+    if placement:
+        annotations["gpufleet.io/placement"] = placement
     limits = {"nvidia.com/gpu": str(gpus)}
     requests = {"cpu": "500m", "memory": "1Gi"}
     if milli:
@@ -113,11 +116,15 @@ def gpu_pod(name: str, gpus: int = 1, placement: str | None = "fgd", milli: int 
                                      "resources": {"requests": requests, "limits": limits}}]}}
 
 
-#: The short workload: whole-GPU trainers (fgd and binpack), GPU shares, and a pod that did not opt in.
+#: The short workload: whole-GPU trainers (fgd and binpack), GPU shares, a pod that did not opt in to
+#: placement and one that may not be disrupted; both namespaces opt in to reclaim (report, notify).
 WORKLOAD = {
-    "ml-train": [gpu_pod(f"trainer-{i}", 2) for i in range(4)] + [gpu_pod("packed-0", 1, "binpack")],
-    "ml-infer": [gpu_pod(f"infer-{i}", 1, milli=500) for i in range(3)] + [gpu_pod("plain-0", 1, None)],
+    "ml-train": [gpu_pod(f"trainer-{i}", 2) for i in range(4)] + [gpu_pod("packed-0", 1, "binpack")]
+    + [gpu_pod(f"eval-{i}", 1) for i in range(4)],
+    "ml-infer": [gpu_pod(f"infer-{i}", 1, milli=500) for i in range(3)] + [gpu_pod("plain-0", 1, None)]
+    + [gpu_pod("pinned-0", 1, annotations={"karpenter.sh/do-not-disrupt": "true"})],
 }
+RECLAIM_MODES = {"ml-train": "report", "ml-infer": "notify"}
 
 
 @pytest.fixture(scope="session")
@@ -136,17 +143,20 @@ def monitored_cluster(tmp_path_factory: pytest.TempPathFactory, prometheus_binar
     try:
         with PodLoader(info.kubeconfig) as loader:
             for namespace, pods in WORKLOAD.items():
-                loader.ensure_namespace(namespace)
+                loader.ensure_namespace(namespace, annotations={"gpufleet.io/reclaim": RECLAIM_MODES[namespace]})
                 loader.create(namespace, pods)
             expected = sum(len(p) for p in WORKLOAD.values())
             wait_until(f"{expected} workload pods bound", lambda: sum(
                 is_bound(p) for ns in WORKLOAD for p in loader.list_pods(ns)) >= expected, 90, interval=0.5)
         client = prometheus.PrometheusClient(info.prometheus_url)
-        client.wait_until_scraped(["gpufleet-extender", "gpufleet-agent", "kube-apiserver", "kube-scheduler",
-                                   "kube-controller-manager", "etcd"], timeout_s=60, scrapes=2)
+        client.wait_until_scraped(["gpufleet-extender", "gpufleet-agent", "gpufleet-controller", "kube-apiserver",
+                                   "kube-scheduler", "kube-controller-manager", "etcd"], timeout_s=60, scrapes=2)
         # the agents' pod refresh (2 s) and the next scrapes see the bound pods; rate() needs 2 points
         wait_until("workload pods in the agents' series", lambda: len(client.query(
             'count by (pod) (DCGM_FI_DEV_GPU_UTIL{pod!=""})')) >= expected - 1, 60, interval=1.0)
+        # the controller's first notices and reports come after its window (10 s) of idle samples
+        wait_until("reclaim notices or reports", lambda: bool(client.query(
+            "gpufleet_reclaim_actions_total > 0")), 60, interval=1.0)
         time.sleep(4 * prometheus.SCRAPE_INTERVAL_S)
         yield info
     finally:
