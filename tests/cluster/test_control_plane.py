@@ -1,21 +1,14 @@
-"""The real control plane on loopback: kwok GPU nodes, the default scheduler, and deploy/ manifests."""
+"""The real control plane on loopback: kwok GPU nodes and the default scheduler (deploy/ manifests are
+dry-run through kubectl apply -k in test_deploy_kustomizations.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.cluster
-
-REPO = Path(__file__).resolve().parents[2]
-#: Files under deploy/ that are not Kubernetes API objects: the local cluster's own config (kwok
-#: stages), component configuration files, and kustomize/helm inputs.
-NOT_API_GROUPS = {"kubescheduler.config.k8s.io", "kwok.x-k8s.io", "kustomize.config.k8s.io"}
 
 
 def _wait(predicate, timeout: float = 60.0, interval: float = 0.25):
@@ -107,64 +100,6 @@ def test_the_gpufleet_scheduler_profile_schedules_pods_too(k8s_api_client, names
     pod["spec"]["schedulerName"] = "gpufleet-scheduler"
     core.create_namespaced_pod(namespace, pod)
     _wait(lambda: core.read_namespaced_pod("profiled", namespace).spec.node_name)
-
-
-def _manifest_documents() -> list[tuple[str, dict]]:
-    documents = []
-    for path in sorted((REPO / "deploy").rglob("*")):
-        relative = path.relative_to(REPO)
-        if path.suffix not in {".yaml", ".yml"} or relative.parts[:2] == ("deploy", "local"):
-            continue
-        text = path.read_text()
-        if "{{" in text:  # a template (helm), not a manifest
-            continue
-        for index, document in enumerate(yaml.safe_load_all(text)):
-            if not isinstance(document, dict) or "kind" not in document or "apiVersion" not in document:
-                continue
-            if document["apiVersion"].split("/")[0] in NOT_API_GROUPS or document["kind"] == "Kustomization":
-                continue
-            documents.append((f"{relative}#{index} {document['kind']}", document))
-    return documents
-
-
-def test_every_manifest_under_deploy_is_accepted_by_a_server_side_dry_run(k8s_api_client):
-    """Namespaces and CRDs are created for real first (later documents need them); every other
-    document is created with dryRun=All, which runs validation and admission but stores nothing."""
-    from kubernetes import dynamic
-    from kubernetes.client.exceptions import ApiException
-
-    documents = _manifest_documents()
-    dyn = dynamic.DynamicClient(k8s_api_client)
-    failures = []
-
-    def create(label: str, document: dict, dry_run: str | None) -> None:
-        try:
-            resource = dyn.resources.get(api_version=document["apiVersion"], kind=document["kind"])
-            namespace = None
-            if resource.namespaced:
-                namespace = document.get("metadata", {}).get("namespace", "default")
-            resource.create(body=document, namespace=namespace, dry_run=dry_run)
-        except ApiException as err:
-            if err.status == 409 and dry_run is None:
-                return
-            try:
-                message = json.loads(err.body)["message"]
-            except (TypeError, ValueError, KeyError):
-                message = err.body
-            failures.append(f"{label}: {err.status} {err.reason}: {message}")
-        except Exception as err:  # noqa: BLE001 - unknown kinds etc. are reported per document
-            failures.append(f"{label}: {type(err).__name__}: {err}")
-
-    first = [(lbl, d) for lbl, d in documents if d["kind"] in {"Namespace", "CustomResourceDefinition"}]
-    for label, document in first:
-        create(label, document, None)
-    if any(d["kind"] == "CustomResourceDefinition" for _, d in first):
-        time.sleep(2)  # let the new types be served
-        dyn = dynamic.DynamicClient(k8s_api_client)
-    for label, document in documents:
-        if (label, document) not in first:
-            create(label, document, "All")
-    assert not failures, "\n".join(failures)
 
 
 def test_a_stopped_scheduler_leaves_pods_pending_until_it_is_started_again(k8s_api_client, local_cluster, namespace):
