@@ -26,7 +26,9 @@ from gpufleet.scheduler.policies import Policy, choose_gpus, make_policy, select
 from gpufleet.scheduler.policies.base import feasible
 
 DEFAULT_POLICY = "bestfit"
-FILL_WINDOW = 256  # pods scanned per trial node (largest first)
+FILL_WINDOW = 128  # pods scanned per trial node (largest first)
+RESCAN_EVERY = 16  # nodes between full scans of every type
+SHORTLIST = 6
 
 
 class Fleet:
@@ -145,6 +147,8 @@ def fill(t: InstanceType, pods: Sequence[Sequence[PodRequest]], window: int = FI
     and GPU choice."""
     c = Cluster.from_nodes([Node("trial", t.cpu_milli, t.memory_mib, t.gpu_count, t.gpu_model)])
     taken: list[int] = []
+    least_cpu = min((a[0].cpu_milli for a in pods[:window] if a), default=0)
+    least_memory = min((a[0].memory_mib for a in pods[:window] if a), default=0)
     for k, alternatives in enumerate(pods[:window]):
         pod = for_model(alternatives, t.gpu_model)
         if pod is None:
@@ -159,7 +163,7 @@ def fill(t: InstanceType, pods: Sequence[Sequence[PodRequest]], window: int = FI
             continue
         c.place(0, pod, gpus)
         taken.append(k)
-        if c.cpu_free[0] <= 0 or c.memory_free[0] <= 0:
+        if c.cpu_free[0] < least_cpu or c.memory_free[0] < least_memory:
             break
     return taken
 
@@ -176,27 +180,37 @@ class Plan:
 
 
 def plan(pods: Sequence[Sequence[PodRequest]], value: Sequence[float], types: Sequence[InstanceType],
-         spot: bool = False, window: int = FILL_WINDOW) -> Plan:
+         spot: bool = False, window: int = FILL_WINDOW, rescan_every: int = RESCAN_EVERY) -> Plan:
     """Greedy variable-size bin packing of ``pods`` onto ``types`` (see the module docstring).
-    ``value[i]`` is pod i's demand in $/h (its cheapest dominant-share price)."""
+    ``value[i]`` is pod i's demand in $/h (its cheapest dominant-share price). Every type is tried
+    for the first node and then every ``rescan_every`` nodes; in between only the ``SHORTLIST`` types
+    that did best at the last full scan (the remaining pods change slowly, largest first)."""
     remaining = sorted(range(len(pods)), key=lambda i: (-value[i], i))
     nodes: list[tuple[InstanceType, tuple[int, ...]]] = []
     unplaceable: list[int] = []
+    shortlist: list[InstanceType] = []
+    since_scan = rescan_every
     while remaining:
-        best: tuple[float, InstanceType, list[int]] | None = None
+        full = since_scan >= rescan_every or not shortlist
+        scored: list[tuple[float, InstanceType, list[int]]] = []
         batch = [pods[i] for i in remaining[:window]]
-        for t in types:
+        for t in types if full else shortlist:
             taken = fill(t, batch, window)
             if not taken:
                 continue
             worth = sum(value[remaining[k]] for k in taken)
-            ratio = t.price(spot) / worth if worth > 0 else math.inf
-            if best is None or ratio < best[0] - 1e-12:
-                best = (ratio, t, taken)
-        if best is None:
+            scored.append((t.price(spot) / worth if worth > 0 else math.inf, t, taken))
+        if not scored and not full:
+            since_scan = rescan_every
+            continue
+        if not scored:
             unplaceable.append(remaining.pop(0))
             continue
-        _, t, taken = best
+        scored.sort(key=lambda s: (s[0], s[1].name))
+        if full:
+            shortlist, since_scan = [s[1] for s in scored[:SHORTLIST]], 0
+        since_scan += 1
+        _, t, taken = scored[0]
         chosen = {remaining[k] for k in taken}
         nodes.append((t, tuple(sorted(chosen))))
         remaining = [i for i in remaining if i not in chosen]

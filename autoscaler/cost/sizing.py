@@ -15,7 +15,7 @@ Price of a sized workload on an instance type: the type's $/h x the workload's d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gpufleet.autoscaler.cost.catalog import Catalog, InstanceType
@@ -194,3 +194,23 @@ def exclude_models(catalog: Catalog, models: Sequence[str]) -> Catalog:
     """The catalog without some GPU models (arm-only t4g by default in the fleet planner)."""
     drop = {m.lower() for m in models}
     return Catalog(tuple(t for t in catalog.types if t.gpu_model not in drop))
+
+
+def needed_rate(catalog: Catalog) -> Callable[[float, float, bool], float | None]:
+    """For the ledger's wrong-size split: $/h of the cheapest GPU class that holds ``memory_gib`` and
+    ``compute`` (fraction of a GPU): over models with enough memory per GPU, the fraction
+    ``max(memory / M, compute)`` x that model's cheapest $/GPU-hour; None when no model holds it."""
+    per_model: dict[str, tuple[float, float, float]] = {}
+    for t in catalog.types:
+        if t.gpu_count < 1 or t.gpu_memory_mib <= 0:
+            continue
+        od, sp = t.gpu_hour_price(False), t.gpu_hour_price(True)
+        gib, best_od, best_sp = per_model.get(t.gpu_model, (t.gpu_memory_gib, math.inf, math.inf))
+        per_model[t.gpu_model] = (min(gib, t.gpu_memory_gib), min(best_od, od), min(best_sp, sp))
+
+    def rate(memory_gib: float, compute: float, spot: bool) -> float | None:
+        best = min((max(memory_gib / gib, compute) * (sp if spot else od)
+                    for gib, od, sp in per_model.values() if gib >= memory_gib), default=None)
+        return best
+
+    return rate
