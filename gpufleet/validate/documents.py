@@ -133,18 +133,15 @@ def read(path: Path) -> Iterator[Document]:
         raise UnreadableInput(f"{path}: cannot read: {err}") from err
     try:
         nodes = list(yaml.compose_all(text, Loader=Loader))
+        objects = list(yaml.load_all(text, Loader=Loader))  # noqa: S506 - a safe loader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err)
         raise UnreadableInput(f"{where}: not valid YAML: {problem}") from err
-    for index, node in enumerate(nodes):
+    for index, (node, obj) in enumerate(zip(nodes, objects, strict=True)):
         if node is None:
             continue
-        try:
-            obj = yaml.load(yaml.serialize(node), Loader=Loader)
-        except yaml.YAMLError as err:
-            raise UnreadableInput(f"{path}:{node.start_mark.line + 1}: not valid YAML: {err}") from err
         body = text[node.start_mark.index:node.end_mark.index]
         # A block mapping's slice starts at its first key; keep the indentation of that line.
         body = " " * node.start_mark.column + body

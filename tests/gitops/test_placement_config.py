@@ -1,0 +1,101 @@
+"""PlacementPolicies in the extender without a cluster: which policy a namespace gets, Stalled
+objects keep the last good generation, status is written once per change."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gpufleet.scheduler.extender.placementconfig import PlacementPolicies, evaluate
+
+
+class RecordingPatcher:
+    """Records status patches; can fail the next one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.fail_next = 0
+        self.written = threading.Event()
+
+    def patch(self, path: str, body, patch_type: str = "merge") -> dict:
+        from gpufleet.core.kube.errors import KubeAPIError
+
+        if self.fail_next:
+            self.fail_next -= 1
+            raise KubeAPIError("injected", 500)
+        self.calls.append((path, body))
+        self.written.set()
+        return {}
+
+
+def obj(name: str, generation: int, spec: dict, created: str = "2026-01-01T00:00:00Z") -> dict:
+    return {"metadata": {"name": name, "generation": generation, "creationTimestamp": created}, "spec": spec}
+
+
+def team(label: str, **extra) -> dict:
+    return {"namespaceSelector": {"matchLabels": {"team": label}}, **extra}
+
+
+def wait_calls(patcher: RecordingPatcher, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(patcher.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(patcher.calls) == count, patcher.calls
+
+
+def test_a_namespace_gets_the_policy_that_selects_its_labels():
+    policies = PlacementPolicies()
+    policies.namespaces.replace([{"metadata": {"name": "a", "labels": {"team": "ml"}}},
+                                 {"metadata": {"name": "b", "labels": {"team": "cv"}}}])
+    policies.replace([obj("ml", 1, team("ml", policy="binpack")), obj("cv", 1, team("cv", policy="cost",
+                                                                                    weights={"fragmentation": 2}))])
+    assert policies.for_namespace("a").policy == "binpack"
+    assert policies.for_namespace("b").cost_options().fragmentation_weight == 2
+    assert policies.for_namespace("elsewhere") is None
+    policies.namespaces.apply("MODIFIED", {"metadata": {"name": "a", "labels": {"team": "cv"}}})
+    assert policies.for_namespace("a").name == "cv"
+
+
+def test_of_two_policies_selecting_a_namespace_the_older_one_applies():
+    policies = PlacementPolicies()
+    policies.namespaces.replace([{"metadata": {"name": "a", "labels": {"team": "ml", "tier": "gpu"}}}])
+    policies.replace([obj("young", 1, team("ml", policy="spread"), created="2026-02-01T00:00:00Z"),
+                      obj("old", 1, {"namespaceSelector": {"matchLabels": {"tier": "gpu"}}, "policy": "fgd"})])
+    assert policies.for_namespace("a").name == "old"
+
+
+def test_an_object_that_cannot_be_applied_is_stalled_and_the_last_good_generation_keeps_running():
+    patcher = RecordingPatcher()
+    policies = PlacementPolicies(patcher)
+    policies.start()
+    try:
+        policies.namespaces.replace([{"metadata": {"name": "a", "labels": {"team": "ml"}}}])
+        policies.apply("ADDED", obj("ml", 1, team("ml", policy="spread")))
+        wait_calls(patcher, 1)
+        policies.apply("MODIFIED", obj("ml", 2, team("ml", policy="binpack", podSelector={"matchLabels": {"x": "y"}})))
+        wait_calls(patcher, 2)
+        assert policies.for_namespace("a").policy == "spread"
+        path, body = patcher.calls[-1]
+        assert path == "/apis/gpufleet.io/v1alpha1/placementpolicies/ml/status"
+        conditions = {c["type"]: c for c in body["status"]["conditions"]}
+        assert conditions["Stalled"]["reason"] == "Unsupported" and conditions["Ready"]["status"] == "False"
+        assert body["status"]["observedGeneration"] == 2
+        assert "generation 1 (policy spread) keeps running" in conditions["Ready"]["message"]
+        # the status write comes back as a MODIFIED event with the same generation: nothing is written again
+        policies.apply("MODIFIED", {**obj("ml", 2, team("ml", policy="binpack", podSelector={"matchLabels": {"x": "y"}})),
+                                    "status": body["status"]})
+        patcher.fail_next = 1  # the next write fails once and is retried
+        policies.apply("MODIFIED", obj("ml", 3, team("ml", policy="binpack")))
+        wait_calls(patcher, 3)
+        assert policies.for_namespace("a").policy == "binpack"
+        assert {c["type"] for c in patcher.calls[-1][1]["status"]["conditions"]} == {"Ready"}
+        policies.apply("DELETED", obj("ml", 3, team("ml")))
+        assert policies.for_namespace("a") is None
+    finally:
+        policies.stop()
+
+
+def test_evaluate_names_every_spec_error():
+    verdict = evaluate(obj("x", 1, {"policy": "greedy"}))
+    assert verdict.applied is None and verdict.reason == "InvalidSpec"
+    assert "spec.namespaceSelector: required" in verdict.message and "spec.policy" in verdict.message
