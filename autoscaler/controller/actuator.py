@@ -263,9 +263,10 @@ class Actuator:
         first = action.pods[0]
         detail = json.dumps({"root": action.root.key, "gpus": action.gpus, "key": action.key,
                              "pods": [p.pod.key for p in action.pods]})
-        log.info("action=%s root=%s result=%s gpus=%d key=%s why=%r idle_since=%s due_at=%s evidence=%r pods=%s",
-                 action.kind, action.root.key, result, action.gpus, action.key, why,
-                 format_time(first.idle_since or 0), format_time(action.due_at), evidence(first), detail)
+        log.info("action=%s root=%s result=%s gpus=%d key=%s why=%r idle_since=%s due_at=%s delay_s=%.2f "
+                 "evidence=%r pods=%s", action.kind, action.root.key, result, action.gpus, action.key, why,
+                 format_time(first.idle_since or 0), format_time(action.due_at),
+                 self._clock.now() - action.due_at, evidence(first), detail)
         self._metrics.actions.labels(action.kind, result).inc()
         if result is Result.DONE:
             message = (f"{action.kind} {action.root.key}: {action.gpus} idle GPU(s) freed; idle since "

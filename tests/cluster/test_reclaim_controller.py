@@ -304,3 +304,49 @@ def test_every_action_records_its_delay_after_the_notice(scene: Scene) -> None:
                                                                                  "seconds_count"))
     assert count >= 3  # Deployment, StatefulSet and the eviction, by the surviving replica
     print("\n".join(buckets))
+
+
+SA = "system:serviceaccount:gpufleet-system:gpufleet-controller"
+#: (verb, group, resource, subresource, namespace, name, allowed): what the controller does, and a few it must not.
+ACCESS = [
+    ("watch", "", "pods", "", "", "", True), ("patch", "", "pods", "", "ml", "", True),
+    ("create", "", "pods", "eviction", "ml", "", True), ("create", "", "events", "", "ml", "", True),
+    ("watch", "policy", "poddisruptionbudgets", "", "", "", True), ("watch", "", "nodes", "", "", "", True),
+    ("get", "apps", "replicasets", "", "ml", "", True), ("patch", "apps", "deployments", "", "ml", "", True),
+    ("update", "apps", "deployments", "scale", "ml", "", True),
+    ("update", "apps", "statefulsets", "scale", "ml", "", True), ("patch", "batch", "jobs", "", "ml", "", True),
+    ("update", "coordination.k8s.io", "leases", "", "gpufleet-system", "gpufleet-controller", True),
+    ("list", "discovery.k8s.io", "endpointslices", "", "gpufleet-system", "", True),
+    ("delete", "", "pods", "", "ml", "", False), ("update", "apps", "deployments", "", "ml", "", False),
+    ("get", "", "secrets", "", "ml", "", False),
+    ("update", "coordination.k8s.io", "leases", "", "gpufleet-system", "someone-else", False),
+    ("list", "discovery.k8s.io", "endpointslices", "", "ml", "", False),
+]
+
+
+def test_the_controller_rbac_allows_what_it_does_and_no_more(local_cluster: Any, kustomize: Any) -> None:
+    api = KubernetesAPI.connect(local_cluster.kubeconfig)
+    rendered = kustomize(Path(__file__).resolve().parents[2] / "deploy" / "controller")
+    paths = {"Namespace": "/api/v1/namespaces", "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+             "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+             "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+             "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+             "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"}
+    for obj in rendered:
+        if obj["kind"] in paths:
+            try:
+                api.post(paths[obj["kind"]].format(ns=obj["metadata"].get("namespace")), obj)
+            except KubeAPIError as err:
+                assert err.status == 409, err
+    wrong = []
+    for verb, group, resource, sub, ns, name, allowed in ACCESS:
+        review = api.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": SA, "groups": ["system:serviceaccounts", "system:serviceaccounts:gpufleet-system",
+                                            "system:authenticated"],
+                     "resourceAttributes": {"verb": verb, "group": group, "resource": resource,
+                                            "subresource": sub, "namespace": ns, "name": name}}})
+        if bool(review["status"].get("allowed")) is not allowed:
+            wrong.append((verb, group, resource, sub, ns, name, allowed))
+    api.close()
+    assert not wrong
