@@ -1,0 +1,72 @@
+"""Prometheus series from the ledger: gpufleet_cost_* sums, teams (unassigned never dropped), OpenCost names."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gpufleet.autoscaler.cost.attribution import register
+from gpufleet.autoscaler.cost.budgets import Budget, BudgetConfig
+from gpufleet.autoscaler.cost.ledger import UNASSIGNED, Holding, Ledger, NodeRef, PodRef
+from gpufleet.core.pricing import PriceCatalog
+
+PRICES = """cloud,instance_type,gpu_model,gpu_count,ondemand_usd_per_hour,spot_usd_per_hour
+aws,big.4,a100,4,40.0,16.0
+"""
+T0 = 1_780_000_000.0
+
+
+def scraped(with_teams: bool, budgets: BudgetConfig | None = None):
+    ledger = Ledger(PriceCatalog.from_csv_text(PRICES))
+    labels = {"node.kubernetes.io/instance-type": "big.4", "karpenter.sh/capacity-type": "spot"}
+    node = NodeRef("gpu-1", 4, labels=labels, region="us-east-1", provider_id="aws:///i-1")
+    team = (("team", "vision"),) if with_teams else ()
+    holdings = [Holding(PodRef("a", "ml", "Job/a", team, "main"), 0, 0.25, 0.5),
+                Holding(PodRef("b", "ml", "Job/b", (), "main"), 0, 0.25, 0.0),
+                Holding(PodRef("c", "web", "Deployment/c", team, "srv"), 1, 1.0, 0.9)]
+    ledger.add_sample(node, T0, 3600.0, holdings)
+    registry = CollectorRegistry()
+    register(registry, ledger.snapshot, lambda: T0 + 3600.0, budgets)
+    return registry, ledger.snapshot()
+
+
+def samples(registry, name):
+    return [s for m in registry.collect() for s in m.samples if s.name == name]
+
+
+@pytest.mark.parametrize("with_teams", [True, False])
+def test_pod_and_team_series_add_up_to_the_allocated_cost(with_teams):
+    registry, _ = scraped(with_teams)
+    pods = samples(registry, "gpufleet_cost_pod_gpu_usd_total")
+    teams = samples(registry, "gpufleet_cost_team_gpu_usd_total")
+    kinds = samples(registry, "gpufleet_cost_gpu_usd_total")
+    allocated = 16.0 * 1.5 / 4  # spot: 4 $/GPU-hour, 1.5 GPUs held
+    assert sum(s.value for s in pods) == pytest.approx(allocated)
+    assert sum(s.value for s in teams) == pytest.approx(allocated)
+    assert sum(s.value for s in kinds) == pytest.approx(16.0)
+    expected_teams = {"vision", UNASSIGNED} if with_teams else {UNASSIGNED}
+    assert {s.labels["team"] for s in teams} == expected_teams
+    assert {s.labels["pod"] for s in pods} == {"a", "b", "c"}
+    assert set(pods[0].labels) == {"namespace", "pod", "owner", "team", "kind"}
+
+
+def test_opencost_series_keep_opencosts_names_and_labels():
+    registry, _ = scraped(True)
+    (price,) = samples(registry, "node_gpu_hourly_cost")
+    assert price.labels == {"instance": "gpu-1", "node": "gpu-1", "instance_type": "big.4", "region": "us-east-1",
+                            "provider_id": "aws:///i-1"}
+    assert price.value == pytest.approx(4.0)
+    assert samples(registry, "node_gpu_count")[0].value == 4
+    assert samples(registry, "kubecost_node_is_spot")[0].value == 1
+    alloc = {s.labels["pod"]: s for s in samples(registry, "container_gpu_allocation")}
+    assert alloc["a"].value == 0.25 and alloc["c"].value == 1.0
+    assert set(alloc["a"].labels) == {"namespace", "pod", "container", "instance", "node"}
+
+
+def test_budget_alerts_are_exported_per_threshold():
+    registry, _ = scraped(True, BudgetConfig((Budget("vision", 12.0),)))
+    alerts = {(s.labels["basis"], s.labels["threshold"]): s.value
+              for s in samples(registry, "gpufleet_cost_budget_alert") if s.labels["team"] == "vision"}
+    # vision spent 1 + 4 = 5 $ of 12: below 50%; at 5 $/h the month-end forecast passes every level
+    assert alerts[("spent", "0.5")] == 0 and alerts[("forecast", "1")] == 1
+    assert samples(registry, "gpufleet_cost_budget_usd")[0].value == 12.0
