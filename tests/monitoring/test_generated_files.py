@@ -63,7 +63,8 @@ def test_the_kustomization_renders_dashboard_configmaps_for_the_sidecar_and_the_
                               timeout=60, check=True).stdout
     objects = list(yaml.safe_load_all(rendered))
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "ConfigMap", "ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor"]
+    assert kinds == ["ConfigMap", "ConfigMap", "ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor",
+                     "ServiceMonitor"]
     for cm in (o for o in objects if o["kind"] == "ConfigMap"):
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         (name, text), = cm["data"].items()
@@ -71,3 +72,19 @@ def test_the_kustomization_renders_dashboard_configmaps_for_the_sidecar_and_the_
         assert json.loads(text) == json.loads(committed)
     pod_monitor = next(o for o in objects if o["kind"] == "PodMonitor")
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
+
+
+def test_the_plain_scrape_config_and_the_monitors_name_the_jobs_the_dashboards_and_alerts_use() -> None:
+    """(Debian's promtool has no Kubernetes discovery, so the plain config is checked by structure.)"""
+    plain = yaml.safe_load((MONITORING / "scrape-config.yaml").read_text())["scrape_configs"]
+    assert {j["job_name"] for j in plain} == {"gpufleet-extender", "gpufleet-agent", "gpufleet-controller"}
+    assert [j.get("honor_labels", False) for j in plain if j["job_name"] == "gpufleet-agent"] == [True]
+    monitors = [*yaml.safe_load_all((MONITORING / "servicemonitor.yaml").read_text()),
+                yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())]
+    jobs = {m["metadata"]["name"]: [r["replacement"] for e in m["spec"].get("endpoints", [])
+                                    + m["spec"].get("podMetricsEndpoints", []) for r in e["relabelings"]
+                                    if r["targetLabel"] == "job"] for m in monitors}
+    assert jobs == {"gpufleet-extender": ["gpufleet-extender"], "gpufleet-agent": ["gpufleet-agent"],
+                    "gpufleet-controller": ["gpufleet-controller"]}
+    rules = (MONITORING / "rules" / "gpufleet.rules.yaml").read_text()
+    assert 'job="gpufleet-extender"' in rules and 'job="gpufleet-agent"' in rules
