@@ -8,13 +8,13 @@ the backtest never looks ahead. The controller builds one from its sample buffer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import DetectionConfig
-from .idle import ENDED_BY_ACTIVITY, busy_share_before, spans
+from .idle import ENDED_BY_ACTIVITY, Span, busy_share_before, spans
 from .samples import GpuKey, Series
 
 BUSY_WINDOW_S = 3600.0  # the activity before a span that describes its workload's state
@@ -73,25 +73,32 @@ class SpanLog:
 
     @classmethod
     def from_series(cls, series: Mapping[GpuKey, Series], detection: DetectionConfig) -> SpanLog:
-        keys = tuple(series)
+        """The spans of every series (idle detection with ``detection``)."""
+        found = {}
+        for key, one in series.items():
+            found[key] = [(sp, busy_share_before(one, detection, sp.start, BUSY_WINDOW_S))
+                          for sp in spans(one, detection)]
+        return cls.from_spans(found)
+
+    @classmethod
+    def from_spans(cls, spans_by_key: Mapping[GpuKey, Sequence[Span | tuple[Span, float]]]) -> SpanLog:
+        """From spans kept elsewhere (a controller keeps finished spans, not months of samples);
+        each item is a ``Span`` or ``(Span, busy share of the hour before it)``."""
+        keys = tuple(spans_by_key)
         workloads = tuple(dict.fromkeys(k.workload_key for k in keys))
         windex = {w: i for i, w in enumerate(workloads)}
         rows = []
         for i, key in enumerate(keys):
-            for s in spans(series[key], detection):
-                last = s.start + s.length_s if s.ended_by != ENDED_BY_ACTIVITY else np.nan
-                rows.append((i, windex[key.workload_key], s.start, last, s.length_s,
-                             s.ended_by == ENDED_BY_ACTIVITY, s.known_at,
-                             busy_share_before(series[key], detection, s.start, BUSY_WINDOW_S)))
-        if rows:
-            cols = list(zip(*rows, strict=True))
-        else:
-            cols = [()] * 8
-        last = np.asarray(cols[3], dtype=np.float64)
+            for item in spans_by_key[key]:
+                sp, busy = item if isinstance(item, tuple) else (item, np.nan)
+                last = sp.start + sp.length_s if sp.ended_by != ENDED_BY_ACTIVITY else np.nan
+                rows.append((i, windex[key.workload_key], sp.start, last, sp.length_s,
+                             sp.ended_by == ENDED_BY_ACTIVITY, sp.known_at, busy))
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+        f64 = np.float64
         return cls(keys, workloads, np.asarray(cols[0], dtype=np.int64), np.asarray(cols[1], dtype=np.int64),
-                   np.asarray(cols[2], dtype=np.float64), last, np.asarray(cols[4], dtype=np.float64),
-                   np.asarray(cols[5], dtype=bool), np.asarray(cols[6], dtype=np.float64),
-                   np.asarray(cols[7], dtype=np.float64))
+                   np.asarray(cols[2], dtype=f64), np.asarray(cols[3], dtype=f64), np.asarray(cols[4], dtype=f64),
+                   np.asarray(cols[5], dtype=bool), np.asarray(cols[6], dtype=f64), np.asarray(cols[7], dtype=f64))
 
     def as_of(self, now: float) -> SpanHistory:
         """What was known at ``now``: finished spans as they ended, running ones cut at ``now`` (censored)."""

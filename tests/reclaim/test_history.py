@@ -51,3 +51,12 @@ def test_history_as_of_now_equals_the_history_of_the_samples_seen_by_now(pattern
     # everything else was at least as long as seen by now, never longer than now allows
     assert np.all(full.length_s <= now - full.start)
     assert len(full) == len(seen)
+
+
+def test_a_log_built_from_kept_spans_equals_one_built_from_the_samples() -> None:
+    series = make_series(idle(5) + busy(2) + idle(40) + busy(1) + idle(3))
+    key = GpuKey("p", workload="w")
+    from_samples = SpanLog.from_series({key: series}, DETECTION).as_of(float(series.timestamps[-1]))
+    kept = SpanLog.from_spans({key: spans(series, DETECTION)}).as_of(float(series.timestamps[-1]))
+    for name in ("start", "length_s", "completed", "evidence_at", "workload"):
+        assert np.array_equal(getattr(from_samples, name), getattr(kept, name)), name
