@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "(default %(default)s)")
     up.add_argument("--controller-metrics-port", type=int, default=None, metavar="PORT",
                     help="with --monitoring, also scrape a gpufleet controller's /metrics on 127.0.0.1:PORT")
+    up.add_argument("--gitops", action="store_true",
+                    help="also run a Git server on loopback and Flux (source- and kustomize-controller) "
+                         "applying its fleet-config repository, seeded from deploy/gitops/example/")
     _state_dir_argument(up)
 
     down = actions.add_parser("down", help="stop every process of the cluster")
@@ -58,6 +61,7 @@ def _state_dir_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gpufleet.gitops.errors import GitOpsError
     from gpufleet.scheduler.localcluster.binaries import BinariesMissingError
     from gpufleet.scheduler.localcluster.cluster import (
         ClusterError,
@@ -82,12 +86,15 @@ def run(args: argparse.Namespace) -> int:
                 kubeconfig=args.kubeconfig, extender_url=args.extender, start_extender=not args.no_extender,
                 bin_dir=args.bin_dir, node_list=args.node_list, timeout_s=args.timeout,
                 monitoring=args.monitoring, agents=args.agents, controller_metrics_port=args.controller_metrics_port,
+                gitops=args.gitops,
             )
             info = LocalCluster(options, progress=lambda message: print(message, flush=True)).up()
             print(f"\nlocal cluster ready in {info.seconds_to_ready:.1f} s: {info.nodes} nodes, {info.gpus} GPUs")
             print(f"  export KUBECONFIG={info.kubeconfig}")
             if info.prometheus_url:
                 print(f"  Prometheus: {info.prometheus_url}  (dashboards: deploy/monitoring/dashboards/)")
+            if info.git_url:
+                print(f"  config repo (Flux applies main): git clone {info.git_url}")
             print(f"  stop it with: gpufleet cluster down --state-dir {info.state_dir}")
             return 0
         cluster = LocalCluster(ClusterOptions(state_dir=state_dir))
@@ -100,6 +107,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 0
     except (BinariesMissingError, ClusterError, ConfigFileError, ProcessError, NotReadyError,
-            PrometheusError) as err:
+            PrometheusError, GitOpsError) as err:
         print(f"gpufleet cluster {args.action}: {err}", file=sys.stderr)
         return 1

@@ -97,6 +97,8 @@ class ClusterOptions:
     agents: int = 2
     #: The controller's /metrics port on 127.0.0.1, scraped with --monitoring when given.
     controller_metrics_port: int | None = None
+    #: Also run a Git server and Flux applying its fleet-config repository (``gpufleet.gitops.local``).
+    gitops: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class ClusterInfo:
     #: Prometheus of --monitoring (None without it) and each simulated agent's /metrics port by node.
     prometheus_url: str | None = None
     agent_metrics_ports: dict[str, int] = field(default_factory=dict)
+    #: The fleet-config repository Flux applies (--gitops), else None.
+    git_url: str | None = None
 
 
 def _free_port() -> int:
@@ -222,6 +226,10 @@ class LocalCluster:
             "kube-apiserver /readyz", readiness.http_ok(f"{server}/readyz", context, b"ok"), wait,
             check_alive=lambda: processes.check("kube-apiserver"))
         self._say(f"kube-apiserver ready at {server} ({waited:.1f} s)")
+        if options.gitops:  # before the extender, so its PlacementPolicy watch starts at once
+            from gpufleet.gitops import local as gitops
+
+            gitops.install_gpufleet_crds(kubeconfig, wait)
 
         extender_url, started_extender = self._extender(port_numbers["extender"], wait)
 
@@ -251,6 +259,8 @@ class LocalCluster:
                 extender_port=port_numbers["extender"] if started_extender else None,
                 controller_port=options.controller_metrics_port, free_ports=_free_ports, wait_s=wait)
 
+        git = gitops.start(processes, self.state_dir, kubeconfig, repo_root, _free_ports(6), wait, self._say) \
+            if options.gitops else None
         info = ClusterInfo(
             state_dir=str(self.state_dir), server=server, kubeconfig=str(kubeconfig),
             ports=port_numbers if started_extender else {k: v for k, v in port_numbers.items() if k != "extender"},
@@ -260,6 +270,7 @@ class LocalCluster:
             extender_args=list(options.extender_args) if started_extender else [],
             prometheus_url=watched.prometheus_url if watched else None,
             agent_metrics_ports=watched.agent_metrics_ports if watched else {},
+            git_url=git.git_url if git else None,
         )
         (self.state_dir / STATE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
         self._say(f"ready: {info.nodes} nodes, {info.gpus} GPUs; kubeconfig {kubeconfig}")

@@ -1,0 +1,1 @@
+"""GitOps plumbing: a Git server on loopback, Flux in the local cluster, recommendations as commits."""
