@@ -8,9 +8,14 @@
 #
 #   ${GPUFLEET_CACHE:-$HOME/.cache/gpufleet}/bin/k8s-<v>_etcd-<v>_kwok-<v>/
 #
-# Usage: deploy/local/build.sh [--print-dir] [--force]
+# Flux's source-controller and kustomize-controller (deploy/local/flux/go.mod, for
+# `gpufleet cluster up --gitops`) and their CRDs go to a folder of their own, bin/flux-sc-<v>_kc-<v>/,
+# so the control plane's key does not change; about 5 min more on 2 cores the first time.
+#
+# Usage: deploy/local/build.sh [--print-dir] [--force] [--no-flux]
 #   --print-dir  print the binary directory for the pinned versions and exit (builds nothing)
 #   --force      rebuild even when the binaries are already there
+#   --no-flux    skip Flux (also: GPUFLEET_SKIP_FLUX=1)
 # Environment: GPUFLEET_CACHE (cache root), GO_BUILD_PARALLEL (go build -p, default 2),
 #              GO_BUILD_NICE (nice level, default 10).
 set -euo pipefail
@@ -22,11 +27,14 @@ nice_level="${GO_BUILD_NICE:-10}"
 
 print_dir=0
 force=0
+flux=1
+[[ "${GPUFLEET_SKIP_FLUX:-0}" == 1 ]] && flux=0
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=1 ;;
     --force) force=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-flux) flux=0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -127,3 +135,38 @@ if [[ "$built_any" == 1 ]]; then
 else
   echo "build.sh: all binaries present: $bin_dir"
 fi
+
+# ---- Flux (for `gpufleet cluster up --gitops`) -------------------------------------------------
+[[ "$flux" == 1 ]] || exit 0
+sc_version="$(pinned "$here/flux/go.mod" github.com/fluxcd/source-controller)"
+kc_version="$(pinned "$here/flux/go.mod" github.com/fluxcd/kustomize-controller)"
+flux_dir="$cache_root/bin/flux-sc-${sc_version}_kc-${kc_version}"
+mkdir -p "$flux_dir/crds"
+exec 8>"$flux_dir/.lock"
+flock 8
+rm -rf "$flux_dir"/.build.*
+for pkg in github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller; do
+  name="$(basename "$pkg")"
+  if [[ "$force" != 1 && -x "$flux_dir/$name" ]]; then
+    echo "build.sh: $name already built, skipping"
+    continue
+  fi
+  tmp="$(mktemp -d "$flux_dir/.build.XXXXXX")"
+  echo "build.sh: building $name from $here/flux (about 3 min each on 2 cores the first time)"
+  start=$SECONDS
+  if ! (cd "$here/flux" && CGO_ENABLED=0 nice -n "$nice_level" \
+        go build -p "$parallel" -buildvcs=false -trimpath -ldflags="-s -w" -o "$tmp/$name" "$pkg"); then
+    rm -rf "$tmp"
+    echo "build.sh: building $name failed; see the go output above. The pinned versions are in $here/flux/go.mod" >&2
+    exit 1
+  fi
+  mv -f "$tmp/$name" "$flux_dir/$name"
+  rmdir "$tmp"
+  echo "build.sh: built $name in $((SECONDS - start)) s"
+done
+# Flux's CRDs, from the same module versions.
+for pkg in github.com/fluxcd/source-controller github.com/fluxcd/kustomize-controller; do
+  src="$(cd "$here/flux" && go list -m -f '{{.Dir}}' "$pkg")/config/crd/bases"
+  cp -f "$src"/*.yaml "$flux_dir/crds/"
+done
+echo "build.sh: Flux ready in $flux_dir"
