@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import statistics
 import sys
@@ -83,17 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("42-51"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=ROOT / "out")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="JSON-lines file of finished runs: runs found there are not run again, new ones "
+                             "are appended as they finish (a long sweep can stop and resume)")
     args = parser.parse_args(argv)
     traces, policies = args.traces.split(","), args.policies.split(",")
-    tasks = [(t, p, s) for t in traces for p in policies for s in args.seeds]
+    # Seed-major order: whenever the sweep stops, every trace and policy has the same seeds done.
+    wanted = [(t, p, s) for s in args.seeds for t in traces for p in policies]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    results: list[dict] = []
+    done_before = load_runs(args.runs, set(wanted))
+    results: list[dict] = list(done_before.values())
+    tasks = [task for task in wanted if task not in done_before]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, *task) for task in tasks]
         for done, future in enumerate(as_completed(futures), 1):
             results.append(future.result())
+            if args.runs is not None:
+                with open(args.runs, "a") as f:
+                    f.write(json.dumps(results[-1]) + "\n")
             elapsed = time.perf_counter() - started
             rate = done / elapsed
             print(f"\r{done}/{len(tasks)} runs, {rate * 60:.1f} runs/min, "
@@ -109,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     if "default" in traces:
         plot_default(args.out / "fig9a_default.png", results, policies)
     return 0
+
+
+def load_runs(path: Path | None, wanted: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], dict]:
+    """The finished runs in ``path`` that this sweep asks for, by (trace, policy, seed)."""
+    if path is None or not path.exists():
+        return {}
+    runs = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            key = (r["trace"], r["policy"], r["seed"])
+            if key in wanted:
+                runs[key] = r
+    return runs
 
 
 def write_curves(path: Path, results: list[dict]) -> None:
