@@ -138,9 +138,10 @@ FLEET = (
         q(f"sum by (hostname) (1 - gpufleet_agent_gpu_allocated{{{D}}})", "unallocated on {{hostname}}")),
         "GPUs a pod holds below 5 % utilisation, and GPUs no pod holds (per the kubelet)."),
     Panel("Idle GPU-hours by namespace, last hour", "short", (
-        q(f"sum by (namespace) (avg_over_time(cluster_namespace:gpufleet_gpus_held_idle:sum{{{CLUSTER}, "
-          f"{NAMESPACE}}}[1h]))", "{{namespace}}", instant=True),),
-        "Held-idle GPUs averaged over the last hour: GPU-hours spent idle in that hour.", kind="bargauge"),
+        q(f"sum by (namespace) (sum_over_time(cluster_namespace:gpufleet_gpus_held_idle:sum{{{CLUSTER}, "
+          f"{NAMESPACE}}}[1h:10s])) / 360", "{{namespace}}", instant=True),),
+        "Held-idle GPUs sampled every 10 s over the last hour, summed: GPU-hours spent idle in that hour.",
+        kind="bargauge"),
     Panel("GPU power", "watt", (
         q(f"max by (cluster, hostname, gpu) (DCGM_FI_DEV_POWER_USAGE{{{D}}})", "{{hostname}} GPU {{gpu}}"),)),
     Panel("GPU temperature", "celsius", (
@@ -275,8 +276,8 @@ def build(stem: str) -> dict:
     board = board.with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
     for name in variables:
         board = board.with_variable(_variable(name))
-    for panel in panels:
-        board = board.with_panel(_panel(panel))
+    for number, panel in enumerate(panels, start=1):
+        board = board.with_panel(_panel(panel).id(number))
     return json.loads(json.dumps(board.build(), cls=JSONEncoder))
 
 
