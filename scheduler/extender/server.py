@@ -97,6 +97,36 @@ class _Verb:
         child.inc()
 
 
+def answer(verb: _Verb, raw: bytes) -> tuple[int, bytes]:
+    """Status and body of the reply to one verb's request body (never raises: bad input is a 4xx,
+    a bug in the extender a 500 logged with its traceback). Every HTTP front end calls this."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        return 400, encode_error(f"{verb.name}: request body is not JSON: {str(err)[:200]}")
+    try:
+        args = verb.parse(doc)
+    except WireError as err:
+        return 400, encode_error(f"{verb.name}: {err}")
+    except RecursionError:
+        return 400, encode_error(f"{verb.name}: request nested too deeply")
+    try:
+        return 200, verb.run(args)
+    except Exception:
+        log.exception("verb=%s failed", verb.name)
+        return 500, encode_error(f"{verb.name}: internal error (see the extender's log)")
+
+
+def verbs_of(extender: Extender, metrics: ExtenderMetrics) -> dict[str, _Verb]:
+    """The four verbs by name, with their parsers and metrics."""
+    return {
+        "filter": _Verb("filter", parse_scheduling_args, extender.filter, metrics),
+        "prioritize": _Verb("prioritize", parse_scheduling_args, extender.prioritize, metrics),
+        "bind": _Verb("bind", parse_binding_args, extender.bind, metrics),
+        "preempt": _Verb("preempt", parse_preemption_args, extender.preempt, metrics),
+    }
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -110,12 +140,7 @@ class _Server(ThreadingHTTPServer):
         self.metrics = metrics
         self.config = config
         self.prefix = "/" + config.prefix.strip("/") + "/" if config.prefix.strip("/") else "/"
-        self.verbs = {
-            "filter": _Verb("filter", parse_scheduling_args, extender.filter, metrics),
-            "prioritize": _Verb("prioritize", parse_scheduling_args, extender.prioritize, metrics),
-            "bind": _Verb("bind", parse_binding_args, extender.bind, metrics),
-            "preempt": _Verb("preempt", parse_preemption_args, extender.preempt, metrics),
-        } if config.verbs else {}
+        self.verbs = verbs_of(extender, metrics) if config.verbs else {}
         self.tls = config.tls.context() if config.tls is not None else None
         super().__init__(address, _Handler)
 
@@ -168,21 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()
         if isinstance(raw, tuple):
             return raw
-        try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
-            return 400, encode_error(f"{verb.name}: request body is not JSON: {str(err)[:200]}")
-        try:
-            args = verb.parse(doc)
-        except WireError as err:
-            return 400, encode_error(f"{verb.name}: {err}")
-        except RecursionError:
-            return 400, encode_error(f"{verb.name}: request nested too deeply")
-        try:
-            return 200, verb.run(args)
-        except Exception:
-            log.exception("verb=%s failed", verb.name)
-            return 500, encode_error(f"{verb.name}: internal error (see the extender's log)")
+        return answer(verb, raw)
 
     def _read_body(self) -> bytes | tuple[int, bytes]:
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
