@@ -4,7 +4,9 @@ For each openb pod list and profile seed, runs what ``gpufleet recommend`` runs 
 from a GenTD26 profile drawn by the seed, pack the peak concurrent demand onto the cheapest AWS mix,
 replay Karpenter's launch rule on the requests) and prints the three $/h side by side with the ratios
 the issue sets as targets (recommended <= 0.7 x current and <= 0.9 x baseline, shortfall <= 1% of
-pods), plus the baseline's mean $/h over time. Writes a PNG of the three per run.
+pods), plus the baseline's mean $/h over time and, for information, how many pods of the whole trace
+would fit nowhere if the mix were a fixed fleet (it is sized for the peak and relies on
+consolidation). Writes a PNG of the baseline and the recommendation per run.
 
     .venv/bin/python bench/fleet_cost.py [--traces default gpushare100 cpu250] [--seeds 0 1]
         [--spot] [--png bench/out/fleet_cost.png]
@@ -38,13 +40,13 @@ def run_one(trace: str, seed: int, spot: bool) -> dict:
     result, current, _ = compute(args)
     out = summary(result, current)
     out.update(trace=trace, seed=seed, seconds=time.perf_counter() - start, peak_pods=result.peak_pods,
-               baseline_mean=result.baseline_mean_usd_per_hour)
+               baseline_mean=result.baseline_mean_usd_per_hour, trace_shortfall=len(result.trace_shortfall))
     return out
 
 
 def table(rows: list[dict]) -> str:
     head = ["trace", "seed", "pods", "peak", "current $/h", "recommended", "baseline", "baseline mean",
-            "rec/current", "rec/baseline", "shortfall", "met", "s"]
+            "rec/current", "rec/baseline", "shortfall", "met", "fixed-fleet fails", "s"]
     lines = [head]
     for r in rows:
         rc = r["recommended_usd_per_hour"] / r["current_usd_per_hour"]
@@ -54,7 +56,8 @@ def table(rows: list[dict]) -> str:
         lines.append([r["trace"], str(r["seed"]), str(r["pods"]), str(r["peak_pods"]),
                       f"{r['current_usd_per_hour']:.2f}", f"{r['recommended_usd_per_hour']:.2f}",
                       f"{r['baseline_usd_per_hour']:.2f}", f"{r['baseline_mean']:.2f}", f"{rc:.3f}", f"{rb:.3f}",
-                      f"{100 * short:.2f}%", "yes" if met else "NO", f"{r['seconds']:.0f}"])
+                      f"{100 * short:.2f}%", "yes" if met else "NO", str(r["trace_shortfall"]),
+                      f"{r['seconds']:.0f}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in lines)

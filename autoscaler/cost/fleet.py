@@ -8,7 +8,8 @@ plans, replays and the Karpenter baseline all pack exactly as the scheduler does
 ``plan`` chooses instance types for a set of pods (variable-size bin packing, greedy): repeatedly, for
 every candidate type, fill one empty node of that type first-fit with the remaining pods (largest
 first, the same placement core), and open the node whose price per dollar of packed demand is lowest.
-A pod's demand in dollars is its cheapest dominant-share price (``sizing.share_cost``). No I/O.
+A pod's demand in dollars is its cheapest dominant-share price (``sizing.share_cost``). Last, each
+node is replaced by the cheapest type that still takes all of its pods (``downsize``). No I/O.
 """
 
 from __future__ import annotations
@@ -214,7 +215,24 @@ def plan(pods: Sequence[Sequence[PodRequest]], value: Sequence[float], types: Se
         chosen = {remaining[k] for k in taken}
         nodes.append((t, tuple(sorted(chosen))))
         remaining = [i for i in remaining if i not in chosen]
-    return Plan(tuple(nodes), tuple(unplaceable))
+    return Plan(tuple(downsize(nodes, pods, types, spot)), tuple(unplaceable))
+
+
+def downsize(nodes: Sequence[tuple[InstanceType, tuple[int, ...]]], pods: Sequence[Sequence[PodRequest]],
+             types: Sequence[InstanceType], spot: bool = False) -> list[tuple[InstanceType, tuple[int, ...]]]:
+    """Each planned node replaced by the cheapest type that still takes all of its pods."""
+    by_price = sorted(types, key=lambda t: (t.price(spot), t.name))
+    out = []
+    for t, members in nodes:
+        batch = [pods[i] for i in members]
+        for cheaper in by_price:
+            if cheaper.price(spot) >= t.price(spot):
+                break
+            if len(fill(cheaper, batch, len(batch))) == len(batch):
+                t = cheaper
+                break
+        out.append((t, members))
+    return out
 
 
 def peak_set(arrivals: np.ndarray, departures: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -5,8 +5,10 @@ mix, and compare with Karpenter's rule on the requests.
    node of any of those models can take it at that model's size.
 2. The pods alive at peak concurrent GPU demand (requests, trace times) are packed by ``fleet.plan``
    onto the catalog (on-demand and spot pods apart); the scheduler's policy then places them on that
-   mix in arrival order, and pods it cannot place are planned again and added (``repair_rounds``).
-3. Shortfall: the peak pods that still fit nowhere on the mix, plus pods no catalog GPU holds.
+   mix, largest first (as consolidation would repack them), and pods it cannot place are planned
+   again and added (``repair_rounds``).
+3. Shortfall: the peak pods that still fit nowhere on the mix, plus pods no catalog GPU holds. For
+   information, ``trace_shortfall`` replays the whole trace on the mix as a fixed fleet.
 4. Baseline: Karpenter's documented rule on the same pods at their requests (no measured memory), on
    demand, whole catalog, replayed in time order on the same packing core: a pod that fits nowhere
    gets a new node of the cheapest type that holds it; empty nodes are removed. Its $/h is the peak
@@ -52,6 +54,7 @@ class FleetRecommendation:
     recommended_usd_per_hour: float
     node_types: dict[str, int]
     shortfall: tuple[int, ...]
+    trace_shortfall: tuple[int, ...]  # pods that fit nowhere when the whole trace runs on the fixed mix
     baseline_usd_per_hour: float
     baseline_mean_usd_per_hour: float
     baseline_node_types: dict[str, int]
@@ -115,7 +118,8 @@ def launch_rule(primary: Sequence[InstanceType], catalog: Catalog, spot: Sequenc
 
 
 def peak_pods(workloads: Sequence[Workload], arrivals: np.ndarray, departures: np.ndarray) -> np.ndarray:
-    """The pods alive at peak concurrent GPU demand (requested GPUs; CPU-only pods count as 1 milli)."""
+    """The pods alive at peak concurrent GPU demand (requested GPUs; CPU-only pods count as 1 milli),
+    in arrival order."""
     demand = np.array([max(w.num_gpu * w.gpu_milli, 1) for w in workloads], dtype=float)
     alive = peak_set(arrivals, departures, demand)
     return alive[np.lexsort((alive, arrivals[alive]))]
@@ -133,6 +137,7 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
     ``baseline_requests`` (default: the workloads' own requests) are what Karpenter sees."""
     requests, values, spot = sized_requests(workloads, catalog, opts.sizing)
     at_peak = peak_pods(workloads, arrivals, departures)
+    at_peak = np.array(sorted(at_peak, key=lambda i: (-values[i], i)), dtype=np.int64)  # largest first
     gpu_types = [t for t in catalog.types if t.gpu_count >= 1]
     mix: list[tuple[InstanceType, bool]] = []
     todo = [int(i) for i in at_peak if requests[i]]
@@ -146,12 +151,13 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
         if not todo:
             break
     failed = pack(_fleet(mix, catalog, opts.policy), at_peak, requests)
+    whole_trace = replay(_fleet(mix, catalog, opts.policy), requests, arrivals, departures).failed
     base = baseline(baseline_requests or [_request(w) for w in workloads], arrivals, departures, catalog,
                     opts.policy)
     recs = tuple(recommend_workload(w, catalog, opts.sizing) for w in workloads)
     return FleetRecommendation(
         pods=len(workloads), peak_pods=len(at_peak), recommended_usd_per_hour=fleet.usd_per_hour(),
-        node_types=fleet.node_types(), shortfall=tuple(sorted(failed)),
+        node_types=fleet.node_types(), shortfall=tuple(sorted(failed)), trace_shortfall=whole_trace,
         baseline_usd_per_hour=base.peak_usd_per_hour, baseline_mean_usd_per_hour=base.mean_usd_per_hour,
         baseline_node_types=base.node_types_at_peak, baseline_shortfall=base.failed,
         nodepools=nodepool_patches(fleet.node_types()), workloads=recs)
