@@ -123,6 +123,10 @@ class Extender:
                 return encode_filter_result(names, {}, {}, args.nodes)
             self.state.expire()
             self.state.forget(pod.uid)
+            posted = _posted(self.state.ledger.get(pod.uid)) if pod.uid else None
+            if posted is not None:  # a retry after our Binding went through: only its node will do
+                failed = {n: f"gpufleet: the pod is being bound to {posted.node}" for n in names if n != posted.node}
+                return encode_filter_result([n for n in names if n == posted.node], failed, {}, args.nodes)
             failed, unresolvable = self._filter_reasons(pod, names, opted_in=self.policy_of(pod) != OFF)
         passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
@@ -185,9 +189,12 @@ class Extender:
                 if expired:
                     self.metrics.expired.inc(expired)
                 self.state.forget(pod.uid)  # a retry: the pod's earlier decision must not count against it
-                ranking = self.scorer.rank(self.state, pod, policy, names, cost_options=self._cost_options(pod))
-                if ranking.best >= 0 and pod.uid and pod.request is not None \
-                        and _posted(self.state.ledger.get(pod.uid)) is None:
+                posted = _posted(self.state.ledger.get(pod.uid)) if pod.uid else None
+                if posted is not None:  # its Binding already went through: keep it where it is bound
+                    ranking = _keep(policy, names, posted)
+                else:
+                    ranking = self.scorer.rank(self.state, pod, policy, names, cost_options=self._cost_options(pod))
+                if ranking.best >= 0 and pod.uid and pod.request is not None and posted is None:
                     self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
                                       self.state.config.assume_ttl_s)
         self.metrics.decisions.labels(ranking.policy).inc()
@@ -335,6 +342,13 @@ class Extender:
             for node, proposed in victims.items():
                 victims[node] = preemption.refine(cluster, self.state.ledger, node, pod.request, mask, proposed)
         return encode_preemption_result(victims)
+
+
+def _keep(policy: str, names: Sequence[str], posted: Placement) -> Ranking:
+    """The ranking of a pod already bound (by our Binding) to ``posted.node``: that node first."""
+    scores = np.array([10 if n == posted.node else 0 for n in names], dtype=np.int64)
+    best = names.index(posted.node) if posted.node in names else -1
+    return Ranking(policy, scores, best, posted.gpus if best >= 0 else (), ())
 
 
 def _posted(placement: Placement | None) -> Placement | None:
