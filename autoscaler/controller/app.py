@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,10 @@ class Controller:
         self._last_discovery = -1e18
         self._passes = 0
         self._opted_in_gpus = 0
+        self._span_history: SpanHistory | None = None
+        self._span_history_at = 0.0
+        self._span_job: Future[SpanHistory] | None = None
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpufleet-span-history")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_plans: list[PodPlan] = []
@@ -151,6 +156,7 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.elector.stop(release=True)
+        self._builder.shutdown(wait=False, cancel_futures=True)
         self.pool.stop()
         for informer in self.informers:
             informer.stop()
@@ -259,10 +265,7 @@ class Controller:
         now = self.clock.now()
         cfg = self.config.reclaim
         views, observations, index = self.views(now)
-        if cfg.policy == POLICY_FORECAST:
-            history = SpanHistory.from_series({o.key: o.series for o in observations}, cfg.detection, now)
-        else:
-            history = SpanHistory.empty(now)
+        history = self._history(observations, now) if cfg.policy == POLICY_FORECAST else SpanHistory.empty(now)
         decisions = decide(observations, history, cfg, now)
         tolerance = 2 * self.config.samples.bucket_s + self.config.pass_interval_s
         plans = [plan_pod(v, [decisions[i] for i in index[v.key]], now, cfg.notice_s, tolerance) for v in views]
@@ -274,6 +277,27 @@ class Controller:
         if self.elector.is_leader():
             self._lead(plans, now)
         return plans
+
+    def _history(self, observations: Sequence[Observation], now: float) -> SpanHistory:
+        """The idle-span history the forecast learns from, rebuilt from the sample buffers on a worker thread
+        at most every ``samples.history_every_s`` (a rebuild over a fleet's hours of samples takes seconds;
+        the pass goes on with the previous one meanwhile)."""
+        series = {o.key: o.series for o in observations}
+        detection = self.config.reclaim.detection
+        if self._span_history is None:  # until the first build: no evidence, so the forecast is not confident
+            self._span_history = SpanHistory.empty(now)
+            self._span_history_at = now - self.config.samples.history_every_s
+        job = self._span_job
+        if job is not None and job.done():
+            try:
+                self._span_history = job.result()
+            except Exception:
+                log.exception("rebuilding the idle-span history failed; keeping the previous one")
+            self._span_job = None
+        if self._span_job is None and now - self._span_history_at >= self.config.samples.history_every_s:
+            self._span_history_at = now
+            self._span_job = self._builder.submit(SpanHistory.from_series, series, detection, now)
+        return self._span_history
 
     def _account(self, plans: Sequence[PodPlan], now: float) -> None:
         dt = 0.0 if self._last_pass is None else max(0.0, now - self._last_pass)

@@ -49,8 +49,9 @@ class AllowedWindow:
 class SamplesConfig:
     """Per-GPU sample buffers: agents' 1 Hz samples folded into ``bucket_s`` buckets, kept ``history_s``."""
 
-    bucket_s: float = 10.0  # max utilisation / last memory per bucket, s
+    bucket_s: float = 30.0  # max utilisation / last memory per bucket, s
     history_s: float = 6 * 3600.0  # how far back the idle-span history goes, s
+    history_every_s: float = 300.0  # how often the idle-span history is rebuilt (in the background), s
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,8 @@ class ControllerConfig:
 def validate(config: ControllerConfig) -> list[str]:
     errors: list[str] = []
     positive = [("budget.window", config.budget.window_s), ("samples.bucket", config.samples.bucket_s),
-                ("samples.history", config.samples.history_s), ("agents.staleAfter", config.agents.stale_after_s),
+                ("samples.history", config.samples.history_s),
+                ("samples.historyEvery", config.samples.history_every_s), ("agents.staleAfter", config.agents.stale_after_s),
                 ("agents.inventoryEvery", config.agents.inventory_every_s), ("lease.duration", config.lease.duration_s),
                 ("lease.renewDeadline", config.lease.renew_deadline_s), ("lease.retry", config.lease.retry_s),
                 ("passInterval", config.pass_interval_s)]

@@ -54,3 +54,12 @@ def test_replayed_batches_fill_the_buffers_but_do_not_make_a_node_fresh() -> Non
     store = SampleStore(SamplesConfig(bucket_s=1, history_s=60))
     store.ingest("n", 5.0, 100.0, [reading(0)], live=False)
     assert store.node("n") is None and len(store.series(("ml", "p"), "GPU-a")) == 1
+
+
+def test_a_ring_grows_then_wraps_keeping_the_newest_buckets_in_order() -> None:
+    store = SampleStore(SamplesConfig(bucket_s=1, history_s=199))  # 200 buckets: grows 64 -> 128 -> 200
+    for t in range(500):
+        store.ingest("n", float(t), float(t), [reading(t % 3)])
+    series = store.series(("ml", "p"), "GPU-a")
+    assert list(series.timestamps) == [float(t) for t in range(300, 500)]
+    assert list(series.utilisation_percent[:3]) == [0.0, 1.0, 2.0]
