@@ -80,7 +80,7 @@ def test_one_port_streams_every_node_with_its_own_pods(tmp_path: Path) -> None:
             for batch in stub.StreamSamples(agent_pb2.StreamSamplesRequest(replay=1), timeout=10):
                 seen.setdefault(batch.node_name, set()).update(p.pod for g in batch.gpus for p in g.pods)
                 uuids.update(g.uuid for g in batch.gpus)
-                if len(seen) == 3 and sum(1 for _ in seen) and len(uuids) == 6:
+                if len(seen) == 3 and len(uuids) == 6:
                     break
     finally:
         fleet.stop()
