@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "certs": ("gpufleet.scheduler.extender.certscli", "write CA, extender and kube-scheduler certificates (mTLS)"),
     "recommend": ("gpufleet.autoscaler.cost.cli",
                   "cheapest GPU instance mix for a recorded workload, beside Karpenter's rule"),
+    "report": ("gpufleet.autoscaler.cost.report", "GPU waste by kind and team from recorded series, top fixes, PNGs"),
 }
 
 

@@ -171,13 +171,15 @@ class PodCost:
 @dataclass(frozen=True)
 class LedgerSnapshot:
     """Totals so far. ``by_node[node][kind]``, ``by_team[team][kind]`` (unallocated under no team),
-    ``hourly[(team, hour start)]`` in USD; pods by ``namespace/name``."""
+    ``hourly[(team, hour start)]`` and ``hourly_by_kind[(kind, hour start)]`` in USD; pods by
+    ``namespace/name``."""
 
     by_kind: dict[str, float]
     by_node: dict[str, dict[str, float]]
     by_team: dict[str, dict[str, float]]
     pods: dict[str, PodCost]
     hourly: dict[tuple[str, float], float]
+    hourly_by_kind: dict[tuple[str, float], float]
     node_prices: dict[str, tuple[NodeRef, GpuPrice]]
     current: dict[str, tuple[Holding, ...]]  # node -> holdings of its last sample
     gpu_seconds: dict[str, float]  # kind -> GPU-seconds
@@ -205,6 +207,7 @@ class Ledger:
         self._team: dict[str, dict[str, float]] = defaultdict(lambda: {k: 0.0 for k in KINDS})
         self._pods: dict[str, PodCost] = {}
         self._hourly: dict[tuple[str, float], float] = defaultdict(float)
+        self._hourly_kind: dict[tuple[str, float], float] = defaultdict(float)
         self._prices: dict[str, tuple[NodeRef, GpuPrice]] = {}
         self._current: dict[str, tuple[Holding, ...]] = {}
 
@@ -234,6 +237,7 @@ class Ledger:
         self._kind[kind] += usd
         self._seconds[kind] += gpu_seconds
         self._node[node][kind] += usd
+        self._hourly_kind[(kind, hour)] += usd
         if kind != UNALLOCATED:
             self._team[team][kind] += usd
             self._hourly[(team, hour)] += usd
@@ -267,5 +271,5 @@ class Ledger:
             by_team={k: dict(v) for k, v in self._team.items()},
             pods={k: PodCost(v.pod, v.team, v.node, dict(v.usd), v.needed_usd, v.wrong_size_usd, v.gpu_seconds,
                              v.peak_memory_bytes, v.peak_activity) for k, v in self._pods.items()},
-            hourly=dict(self._hourly), node_prices=dict(self._prices), current=dict(self._current),
+            hourly=dict(self._hourly), hourly_by_kind=dict(self._hourly_kind), node_prices=dict(self._prices), current=dict(self._current),
             gpu_seconds=dict(self._seconds))

@@ -61,8 +61,8 @@ def load_profiles(utilisation: str | Path, memory: str | Path, min_samples: int 
                   gpu_gib: float = SOURCE_GPU_GIB) -> list[Profile]:
     """Profiles of every pod present in both files with at least ``min_samples`` samples each,
     sorted by source id (so a seed picks the same pods on every machine)."""
-    duty = _series(Path(utilisation))
-    mem = _series(Path(memory))
+    duty = load_series(Path(utilisation))
+    mem = load_series(Path(memory))
     out = []
     for key in sorted(set(duty) & set(mem)):
         (dt, dv), (mt, mv) = duty[key], mem[key]
@@ -81,7 +81,8 @@ def assign(count: int, profiles: Sequence[Profile], seed: int) -> list[Profile]:
     return [profiles[int(i)] for i in picks]
 
 
-def _series(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_series(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{pod key: (times, values)} of one GenTD26 CSV (gzip or plain)."""
     try:
         raw = path.read_bytes()
     except OSError as err:
