@@ -11,6 +11,9 @@ gpufleet series (USD, counters since the ledger started; GPU time in seconds):
 - budgets: ``gpufleet_cost_budget_usd{team}``, ``gpufleet_cost_budget_spent_usd{team}``,
   ``gpufleet_cost_budget_forecast_usd{team}``, ``gpufleet_cost_budget_alert{team, basis, threshold}``
   (1 when spent / forecast reached that fraction), ``gpufleet_cost_spend_anomaly{team}``.
+- recommendations (when given): ``gpufleet_cost_recommendation_now_usd_per_hour{workload}`` and
+  ``gpufleet_cost_recommendation_after_usd_per_hour{workload, gpu_model, gpu_milli, instance_type,
+  capacity_type}``.
 
 OpenCost-named series (its metric and label names, so its dashboards keep working):
 ``node_gpu_hourly_cost`` and ``node_gpu_count`` {instance, node, instance_type, region, provider_id}
@@ -22,13 +25,14 @@ share is 0.25, where OpenCost reports a whole GPU). No I/O; values are read at s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gpufleet.autoscaler.cost.budgets import BudgetConfig, alert_levels, anomaly, forecast
 from gpufleet.autoscaler.cost.ledger import KINDS, LedgerSnapshot
+from gpufleet.autoscaler.cost.sizing import WorkloadRecommendation
 
 NODE_LABELS = ("instance", "node", "instance_type", "region", "provider_id")
 CONTAINER_LABELS = ("namespace", "pod", "container", "instance", "node")
@@ -38,21 +42,26 @@ class CostCollector(Collector):
     """Reads a fresh snapshot (and the budget config) at every scrape; ``now`` is the injected clock."""
 
     def __init__(self, snapshot: Callable[[], LedgerSnapshot], now: Callable[[], float],
-                 budgets: BudgetConfig | None = None) -> None:
+                 budgets: BudgetConfig | None = None,
+                 recommendations: Callable[[], Sequence[WorkloadRecommendation]] | None = None) -> None:
         self._snapshot = snapshot
         self._now = now
         self._budgets = budgets or BudgetConfig()
+        self._recommendations = recommendations
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from gpufleet_series(snap)
         yield from opencost_series(snap)
         yield from budget_series(snap, self._budgets, self._now())
+        if self._recommendations is not None:
+            yield from recommendation_series(self._recommendations())
 
 
 def register(registry: CollectorRegistry, snapshot: Callable[[], LedgerSnapshot], now: Callable[[], float],
-             budgets: BudgetConfig | None = None) -> CostCollector:
-    collector = CostCollector(snapshot, now, budgets)
+             budgets: BudgetConfig | None = None,
+             recommendations: Callable[[], Sequence[WorkloadRecommendation]] | None = None) -> CostCollector:
+    collector = CostCollector(snapshot, now, budgets, recommendations)
     registry.register(collector)
     return collector
 
@@ -146,3 +155,19 @@ def budget_series(snap: LedgerSnapshot, config: BudgetConfig, now: float) -> Ite
             for threshold, reached in levels.items():
                 alert.add_metric([team, basis, f"{threshold:g}"], 1.0 if reached else 0.0)
     yield from (budget, spent, ahead, alert, jump)
+
+
+def recommendation_series(recs: Sequence[WorkloadRecommendation]) -> Iterator[Metric]:
+    labels = ["workload", "gpu_model", "gpu_milli", "instance_type", "capacity_type"]
+    now = GaugeMetricFamily("gpufleet_cost_recommendation_now_usd_per_hour",
+                            "What the workload costs now, USD per hour", labels=["workload"])
+    after = GaugeMetricFamily("gpufleet_cost_recommendation_after_usd_per_hour",
+                              "What it would cost at the recommended size, USD per hour", labels=labels)
+    for r in recs:
+        if r.size is None:
+            continue
+        if r.usd_per_hour_now is not None:
+            now.add_metric([r.workload], r.usd_per_hour_now)
+        after.add_metric([r.workload, r.size.gpu_model, str(r.size.gpu_milli), r.instance_type,
+                          "spot" if r.spot else "on-demand"], r.usd_per_hour_after)
+    yield from (now, after)

@@ -70,3 +70,21 @@ def test_budget_alerts_are_exported_per_threshold():
     # vision spent 1 + 4 = 5 $ of 12: below 50%; at 5 $/h the month-end forecast passes every level
     assert alerts[("spent", "0.5")] == 0 and alerts[("forecast", "1")] == 1
     assert samples(registry, "gpufleet_cost_budget_usd")[0].value == 12.0
+
+
+def test_recommendations_are_exported_with_now_and_after_prices():
+    from gpufleet.autoscaler.cost.catalog import parse_catalog
+    from gpufleet.autoscaler.cost.sizing import Usage, Workload, recommend_workload
+
+    spec = parse_catalog("cloud,instance_type,gpu_model,gpu_count,gpu_memory_per_gpu_mib,vcpu,memory_gib,"
+                         "ondemand_usd_per_hour\naws,t4.1,t4,1,16384,8,32,0.5\n")
+    rec = recommend_workload(Workload("ml/a", 1000, 1024, 1, 1000, usage=Usage(4.0, 0.1)), spec,
+                             usd_per_hour_now=10.0)
+    ledger = Ledger(PriceCatalog.from_csv_text(PRICES))
+    registry = CollectorRegistry()
+    register(registry, ledger.snapshot, lambda: T0, recommendations=lambda: [rec])
+    (after,) = samples(registry, "gpufleet_cost_recommendation_after_usd_per_hour")
+    assert after.labels == {"workload": "ml/a", "gpu_model": "t4", "gpu_milli": "290", "instance_type": "t4.1",
+                            "capacity_type": "on-demand"}
+    assert after.value == pytest.approx(0.29 * 0.5)
+    assert samples(registry, "gpufleet_cost_recommendation_now_usd_per_hour")[0].value == 10.0
