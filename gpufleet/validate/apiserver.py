@@ -13,11 +13,15 @@ Authorization is AlwaysAllow on loopback; everything is stopped and deleted on :
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
@@ -93,6 +97,7 @@ class DryRunServer:
         self.kubeconfig: Path | None = None
         self._resources: dict[tuple[str, str], Resource | None] = {}
         self._discovered: set[str] = set()
+        self._children: list[subprocess.Popen] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -118,12 +123,13 @@ class DryRunServer:
         pki = write_pki(self._dir / "pki")
         self._processes = ProcessGroup(self._dir)
         client, peer = f"http://{LOOPBACK}:{etcd_client}", f"http://{LOOPBACK}:{etcd_peer}"
-        self._processes.start(ProcessSpec("etcd", [
+        self._children = []
+        self._children.append(self._processes.start(ProcessSpec("etcd", [
             str(binaries.etcd), "--name=validate", f"--data-dir={self._dir / 'etcd'}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=validate={peer}", "--unsafe-no-fsync=true", "--log-level=error"]))
-        self._processes.start(ProcessSpec("kube-apiserver", [
+            f"--initial-cluster=validate={peer}", "--unsafe-no-fsync=true", "--log-level=error"])))
+        self._children.append(self._processes.start(ProcessSpec("kube-apiserver", [
             str(binaries.kube_apiserver), f"--etcd-servers={client}", f"--bind-address={LOOPBACK}",
             f"--advertise-address={LOOPBACK}", f"--secure-port={api_port}",
             f"--tls-cert-file={pki.apiserver_cert}", f"--tls-private-key-file={pki.apiserver_key}",
@@ -132,7 +138,7 @@ class DryRunServer:
             "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=AlwaysAllow",
             f"--disable-admission-plugins={','.join(DISABLED_ADMISSION)}", "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false", "--profiling=false", "--watch-cache=false",
-            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000"]))
+            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000"])))
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         context.load_cert_chain(str(pki.client_cert(ADMIN)), str(pki.client_key(ADMIN)))
         self._http = urllib3.PoolManager(maxsize=16, ssl_context=context, retries=False,
@@ -162,6 +168,11 @@ class DryRunServer:
             self._http.clear()
             self._http = None
         if self._processes is not None:
+            # Nothing to keep: kill at once (a graceful stop of both takes over a second).
+            for child in self._children:
+                with contextlib.suppress(OSError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
             self._processes.stop_all()
             self._processes = None
         if self._dir is not None:

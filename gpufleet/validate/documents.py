@@ -133,7 +133,7 @@ def read(path: Path) -> Iterator[Document]:
         raise UnreadableInput(f"{path}: cannot read: {err}") from err
     try:
         nodes = list(yaml.compose_all(text, Loader=Loader))
-        objects = list(yaml.load_all(text, Loader=Loader))  # noqa: S506 - a safe loader
+        objects = list(yaml.load_all(text, Loader=Loader))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
