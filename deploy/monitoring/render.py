@@ -40,7 +40,9 @@ def legend(template: str, labels: dict[str, str]) -> str:
     return _LEGEND.sub(lambda m: labels.get(m.group(1), ""), template).strip() or "value"
 
 
-def render(url: str, out: Path, minutes: float = 10.0, prefix: str = "dashboard-") -> list[Path]:
+def render(url: str, out: Path, minutes: float = 10.0, prefix: str = "dashboard-", dpi: int = 80,
+           only: tuple[str, ...] = ()) -> list[Path]:
+    """One PNG per dashboard (``only``: these file stems), drawn from ``url``'s Prometheus."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +59,8 @@ def render(url: str, out: Path, minutes: float = 10.0, prefix: str = "dashboard-
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for stem, board in boards.items():
+        if only and stem not in only:
+            continue
         variables = dashboards.all_values(board)
         by_panel: dict[str, list[dashboards.PanelQuery]] = {}
         for query in dashboards.queries({stem: board}):
@@ -96,7 +100,7 @@ def render(url: str, out: Path, minutes: float = 10.0, prefix: str = "dashboard-
         fig.suptitle(f"{board['title']}  (last {minutes:g} min, all variables at All)", fontsize=13)
         fig.tight_layout()
         path = out / f"{prefix}{stem.removeprefix('gpufleet-')}.png"
-        fig.savefig(path, dpi=80)
+        fig.savefig(path, dpi=dpi)
         plt.close(fig)
         written.append(path)
     return written

