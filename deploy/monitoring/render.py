@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prometheus", required=True, help="Prometheus URL (gpufleet cluster status shows it)")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     parser.add_argument("--minutes", type=float, default=10.0, help="time range drawn (default 10)")
+    parser.add_argument("--only", action="append", default=[], metavar="STEM",
+                        help="only this dashboard (e.g. gpufleet-fleet); repeatable")
     args = parser.parse_args(argv)
-    for path in render(args.prometheus.rstrip("/"), args.out, args.minutes):
+    for path in render(args.prometheus.rstrip("/"), args.out, args.minutes, only=tuple(args.only)):
         print(f"wrote {path}")
     return 0
 
