@@ -21,6 +21,12 @@ extender's CPU and its latency both count). ``pinned``: the control plane (etcd,
 controller manager, kube-scheduler, kwok) and this process on all cores but the last, in both runs,
 and the extender alone on the last core, as a sidecar with its own CPU request would be: what is
 left of the gap is the latency the extender adds to kube-scheduler's serial cycle, not its CPU.
+
+``--kubeconfig PATH`` runs against a cluster already running instead (kind with kwok, the local
+cluster started separately, a real one), with the scheduler as it is configured there: it creates
+only its own namespace and fake kwok nodes and removes them afterwards (``bench/existing_cluster.py``),
+and reports pods/s and the latency from a pod's release to its bind (no with/without pair: the
+scheduler's configuration is not ours to change there).
 """
 
 from __future__ import annotations
@@ -99,10 +105,10 @@ class Result:
     layout: str = "shared"
 
 
-def pod(i: int) -> dict:
+def pod(i: int, scheduler_name: str = "gpufleet-scheduler") -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"b-{i:05d}", "annotations": {"gpufleet.io/placement": "fgd"}},
-            "spec": {"schedulerName": "gpufleet-scheduler", "terminationGracePeriodSeconds": 0,
+            "spec": {"schedulerName": scheduler_name, "terminationGracePeriodSeconds": 0,
                      "automountServiceAccountToken": False, "enableServiceLinks": False,
                      "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {
                          "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "1"}}}]}}
@@ -239,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="core layouts, comma-separated: shared (everything on every core), pinned (control "
                              "plane on all cores but the last, the extender alone on the last); default shared")
     parser.add_argument("--out", type=Path, default=Path("bench/out/cluster"), help="JSON, PNG and cluster state")
+    parser.add_argument("--kubeconfig", type=Path,
+                        help="run against this existing cluster (own namespace and fake nodes only)")
+    parser.add_argument("--scheduler-name", default="gpufleet-scheduler",
+                        help="schedulerName of the pods (default gpufleet-scheduler)")
     args = parser.parse_args(argv)
+    if args.kubeconfig is not None:
+        return existing(args)
     layouts = [c.strip() for c in args.cores.split(",") if c.strip()]
     if not layouts or any(c not in LAYOUTS for c in layouts):
         print(f"--cores: choose from {', '.join(LAYOUTS)}", file=sys.stderr)
@@ -281,6 +293,40 @@ def main(argv: list[str] | None = None) -> int:
     plot(everything, args.out / "cluster_throughput.png")
     print(f"\nwrote {args.out / 'cluster_throughput.json'} and {args.out / 'cluster_throughput.png'} "
           f"({time.monotonic() - started:.0f} s in all)")
+    return 0
+
+
+def existing(args: argparse.Namespace) -> int:
+    """``--kubeconfig``: the cluster as it is configured, once per node count and repeat."""
+    from bench.existing_cluster import run_existing
+
+    if not args.kubeconfig.is_file():
+        print(f"--kubeconfig {args.kubeconfig}: no such file", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {line}", flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for nodes in (int(n) for n in args.nodes.split(",")):
+        if nodes * 8 < args.pods:
+            print(f"--pods {args.pods} does not fit on {nodes} nodes x 8 GPUs", file=sys.stderr)
+            return 2
+        for _ in range(args.repeat):
+            runs.append(run_existing(args.kubeconfig, nodes, [pod(i, args.scheduler_name) for i in range(args.pods)],
+                                     say))
+    print(f"\n== existing cluster {args.kubeconfig}: schedulerName {args.scheduler_name} ==")
+    print(f"{'nodes':>6} {'pods':>6} {'bound':>6} {'pods/s':>8} {'gates lifted/s':>15} "
+          f"{'release->bind p50/p90/p99 ms':>30}")
+    for r in runs:
+        latency = "/".join(ms(r.latency_s[q]) for q in QUANTILES) if r.latency_s else "-"
+        print(f"{r.nodes:>6} {r.pods:>6} {r.bound:>6} {r.pods_per_s:8.1f} {r.lift_per_s:15.1f} {latency:>30}")
+    if any(r.lift_per_s < 1.2 * r.pods_per_s for r in runs):
+        print("note: the gates came off barely faster than pods were bound, so pods/s may be the client's limit")
+    (args.out / "cluster_throughput_existing.json").write_text(json.dumps([vars(r) for r in runs], indent=1,
+                                                                          default=str))
     return 0
 
 

@@ -1,0 +1,141 @@
+"""A throughput run against a cluster someone else runs (``--kubeconfig``): a kind cluster with kwok,
+the local cluster started separately (`gpufleet cluster up`), or a real one.
+
+It creates and removes only its own objects: a namespace ``gpufleet-bench-<id>`` and ``nodes`` fake
+kwok nodes ``gpufleet-bench-<id>-NNNNN`` (annotation ``kwok.x-k8s.io/node: fake``, so kwok plays their
+kubelets; labelled ``gpufleet.io/bench=<id>`` and tainted ``gpufleet.io/bench=<id>:NoSchedule``, so no
+other workload lands on them, and the bench pods select and tolerate exactly them). The scheduler
+cannot be stopped there, so pods are created behind a scheduling gate (kube-scheduler ignores them
+until it is gone) and the gates are then lifted by many concurrent patches; binds are timed through
+a pod watch. What kube-scheduler and the extender cost cannot be seen from outside, so a run reports
+pods/s and the lift-to-bind latency only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpufleet.scheduler.localcluster.bindwatch import BindWatch
+from gpufleet.scheduler.localcluster.nodes import create_nodes, uniform_nodes
+from gpufleet.scheduler.localcluster.podloader import PodLoader
+
+LABEL = "gpufleet.io/bench"
+GATE = "gpufleet.io/bench"
+
+
+@dataclass(frozen=True)
+class ExistingRun:
+    nodes: int
+    pods: int
+    bound: int
+    pods_per_s: float  # first to last bind
+    seconds: float  # gates lifted to the last bind
+    lift_per_s: float  # how fast the gates came off (an upper bound on what can be measured)
+    latency_s: dict[float, float]  # gate lifted -> bound
+    namespace: str
+
+
+def _node_specs(count: int, run_id: str) -> list[Any]:
+    return [dataclasses.replace(s, name=f"gpufleet-bench-{run_id}-{i:05d}") for i, s in enumerate(uniform_nodes(count))]
+
+
+def _mark(manifest: dict[str, Any], run_id: str) -> dict[str, Any]:
+    manifest = copy.deepcopy(manifest)
+    manifest["metadata"]["labels"][LABEL] = run_id
+    manifest["spec"]["taints"] = [{"key": LABEL, "value": run_id, "effect": "NoSchedule"}]
+    return manifest
+
+
+def _gated(pod: dict[str, Any], run_id: str) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    spec = pod["spec"]
+    spec["nodeSelector"] = {LABEL: run_id}
+    spec["tolerations"] = [{"key": LABEL, "operator": "Equal", "value": run_id, "effect": "NoSchedule"}]
+    spec["schedulingGates"] = [{"name": GATE}]
+    return pod
+
+
+class _MarkedCore:
+    """The CoreV1Api with ``create_node`` adding this run's label and taint (``create_nodes`` makes
+    the manifests from NodeSpecs)."""
+
+    def __init__(self, core: Any, run_id: str) -> None:
+        self._core = core
+        self._run_id = run_id
+
+    def create_node(self, body: dict[str, Any]) -> Any:
+        return self._core.create_node(body=_mark(body, self._run_id), _preload_content=False).data
+
+
+def run_existing(kubeconfig: Path, nodes: int, pods: list[dict[str, Any]], say: Callable[[str], None],
+                 timeout_s: float = 1800.0, workers: int = 16) -> ExistingRun:
+    """Fake nodes and gated pods in a namespace of their own, gates lifted at once, binds timed;
+    everything this run made is removed again, also on failure."""
+    run_id = uuid.uuid4().hex[:6]
+    namespace = f"gpufleet-bench-{run_id}"
+    with PodLoader(kubeconfig, workers=workers) as loader:
+        core = loader.core
+        try:
+            say(f"[existing cluster] creating {nodes} kwok nodes gpufleet-bench-{run_id}-* and namespace {namespace}")
+            create_nodes(_MarkedCore(core, run_id), _node_specs(nodes, run_id), workers=workers)
+            loader.ensure_namespace(namespace)
+            say(f"[existing cluster] creating {len(pods):,} gated pods")
+            loader.create(namespace, [_gated(p, run_id) for p in pods], progress=lambda line: None)
+            watch = BindWatch(core, namespace).start()
+            try:
+                lifted: dict[str, float] = {}
+
+                def lift(name: str) -> None:
+                    reply = core.patch_namespaced_pod(name, namespace,
+                                                      [{"op": "remove", "path": "/spec/schedulingGates"}],
+                                                      _preload_content=False)
+                    _ = reply.data  # drain it, so the connection goes back to the pool
+                    lifted[name] = time.monotonic()
+
+                say(f"[existing cluster] lifting the gates ({workers} at a time)")
+                started = time.monotonic()
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(lift, [p["metadata"]["name"] for p in pods]))
+                lift_s = time.monotonic() - started
+                _wait(watch, len(pods), timeout_s, say)
+                times = watch.times()
+            finally:
+                watch.stop()
+            binds = sorted(times.values())
+            span = binds[-1] - binds[0] if len(binds) > 1 else float("nan")
+            waits = sorted(times[n] - lifted[n] for n in times if n in lifted)
+            return ExistingRun(
+                nodes=nodes, pods=len(pods), bound=len(times),
+                pods_per_s=(len(binds) - 1) / span if span and span > 0 else float("nan"),
+                seconds=(binds[-1] - started) if binds else float("nan"), lift_per_s=len(pods) / lift_s,
+                latency_s={q: waits[min(len(waits) - 1, int(q * len(waits)))] for q in (0.5, 0.9, 0.99)} if waits
+                else {}, namespace=namespace)
+        finally:
+            say(f"[existing cluster] removing namespace {namespace} and the {nodes} nodes")
+            loader.delete_namespace(namespace, timeout_s=300)
+            core.delete_collection_node(label_selector=f"{LABEL}={run_id}", _preload_content=False).data  # noqa: B018
+
+
+def _wait(watch: BindWatch, count: int, timeout_s: float, say: Callable[[str], None], stall_s: float = 60.0) -> None:
+    """Until every pod is bound, nothing was bound for ``stall_s``, or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        bound = watch.count
+        if bound >= count:
+            return
+        if bound != last:
+            last, last_change = bound, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            say(f"[existing cluster] {bound}/{count} bound, none for {stall_s:.0f} s; stopping")
+            return
+        time.sleep(0.2)
+    say(f"[existing cluster] {watch.count}/{count} bound after {timeout_s:.0f} s; stopping")
