@@ -105,23 +105,34 @@ def _plot(sweep: list[tuple[int, bt.Score, bt.Score]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     minutes = [m for m, _, _ in sweep]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, index, style in (("gpufleet forecast (horizon)", 1, "o-"), ("gpu-pruner (window)", 2, "s--")):
-        left.plot(minutes, [row[index].reclaimed_gpu_hours for row in sweep], style, label=f"{label}: reclaimed")
-        left.plot(minutes, [row[index].useful_gpu_hours for row in sweep], style, alpha=0.5,
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4))
+    for label, index, style, colour in (("gpufleet forecast (horizon)", 1, "o-", "tab:blue"),
+                                        ("gpu-pruner (window)", 2, "s--", "tab:orange")):
+        scores = [row[index] for row in sweep]
+        left.plot(minutes, [s.reclaimed_gpu_hours for s in scores], style, color=colour, label=f"{label}: reclaimed")
+        left.plot(minutes, [s.useful_gpu_hours for s in scores], style, color=colour, alpha=0.4,
                   label=f"{label}: useful")
-        right.plot(minutes, [100 * row[index].premature_share for row in sweep], style, label=label)
-    right.axhline(100 * TARGET_PREMATURE, color="grey", lw=0.8, ls=":", label="10% target")
+        middle.plot(minutes, [100 * s.premature_share for s in scores], style, color=colour, label=label)
+        right.plot([100 * s.premature_share for s in scores], [s.useful_gpu_hours for s in scores], style,
+                   color=colour, label=label)
+        for m, s in zip(minutes, scores):
+            right.annotate(f"{m}", (100 * s.premature_share, s.useful_gpu_hours), fontsize=7,
+                           textcoords="offset points", xytext=(3, 3))
+    for ax in (middle, right):
+        (ax.axhline if ax is middle else ax.axvline)(100 * TARGET_PREMATURE, color="grey", lw=0.8, ls=":",
+                                                     label="10% target")
     left.set(xlabel="window / horizon (min)", ylabel="GPU-hours", title="Reclaimed and useful GPU-hours")
-    right.set(xlabel="window / horizon (min)", ylabel="% of actions", ylim=(0, 100),
-              title="Premature actions (busy again < 30 min)")
-    for ax in (left, right):
+    middle.set(xlabel="window / horizon (min)", ylabel="% of actions", ylim=(0, 100),
+               title="Premature actions (busy again < 30 min)")
+    right.set(xlabel="premature, % of actions", ylabel="useful GPU-hours", xlim=(0, 100),
+              title="Useful vs premature (labels: minutes)")
+    for ax in (left, middle, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("GenTD26 (Alibaba, 22.8 h of real per-pod GPU utilisation), threshold 1%")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
