@@ -48,6 +48,12 @@ class InstanceType:
         return int(self.memory_gib * MIB_PER_GIB)
 
     @property
+    def gpu_class(self) -> str:
+        """GPU model and memory ("a100@40960"): types of one model with different memory (p4d's 40 GB and
+        p4de's 80 GB A100s) are different classes for sizing and packing."""
+        return f"{self.gpu_model}@{int(round(self.gpu_memory_mib))}"
+
+    @property
     def gpu_memory_gib(self) -> float:
         return self.gpu_memory_mib / MIB_PER_GIB
 
@@ -82,6 +88,17 @@ class Catalog:
 
     def of_model(self, model: str) -> tuple[InstanceType, ...]:
         return tuple(t for t in self.types if t.gpu_model == model)
+
+    @property
+    def gpu_classes(self) -> tuple[str, ...]:
+        return tuple(sorted({t.gpu_class for t in self.types if t.gpu_model}))
+
+    def classes_of(self, models: tuple[str, ...]) -> tuple[str, ...]:
+        """The GPU classes of some models (every class when ``models`` is empty)."""
+        return tuple(sorted({t.gpu_class for t in self.types if t.gpu_model and (not models or t.gpu_model in models)}))
+
+    def of_class(self, gpu_class: str) -> tuple[InstanceType, ...]:
+        return tuple(t for t in self.types if t.gpu_class == gpu_class)
 
     def __len__(self) -> int:
         return len(self.types)

@@ -35,9 +35,9 @@ SHORTLIST = 6
 class Fleet:
     """Node slots of catalog instance types on one scheduler ``Cluster``; slots open and close."""
 
-    def __init__(self, gpu_models: Sequence[str], width: int = 8, slots: int = 64,
+    def __init__(self, gpu_classes: Sequence[str], width: int = 8, slots: int = 64,
                  policy: str = DEFAULT_POLICY) -> None:
-        self.model_names = sorted(set(gpu_models))
+        self.model_names = sorted(set(gpu_classes))  # the cluster's "models" are GPU classes
         self.width = width
         self.types: list[InstanceType | None] = []
         self.spot: list[bool] = []
@@ -80,7 +80,7 @@ class Fleet:
         c.cpu_capacity[i] = c.cpu_free[i] = t.cpu_milli
         c.memory_capacity[i] = c.memory_free[i] = t.memory_mib
         c.gpu_count[i] = t.gpu_count
-        c.gpu_model[i] = self.model_names.index(t.gpu_model) if t.gpu_model in self.model_names else -1
+        c.gpu_model[i] = self.model_names.index(t.gpu_class) if t.gpu_class in self.model_names else -1
         c.gpu_free[i, :] = 0
         c.gpu_free[i, : t.gpu_count] = GPU_MILLI
         c.pod_classes[i, :] = 0
@@ -138,7 +138,7 @@ class Fleet:
 
 
 def for_model(alternatives: Sequence[PodRequest], model: str) -> PodRequest | None:
-    """The alternative sized for GPU model ``model`` (or the model-free one of a CPU-only pod)."""
+    """The alternative sized for GPU class ``model`` (or the class-free one of a CPU-only pod)."""
     return next((p for p in alternatives if not p.gpu_models or model in p.gpu_models), None)
 
 
@@ -146,12 +146,12 @@ def fill(t: InstanceType, pods: Sequence[Sequence[PodRequest]], window: int = FI
     """Indices of ``pods`` (scanned in order, at most ``window``) that one empty node of type ``t``
     takes first-fit at their size for its GPU model, placed with the scheduler's feasibility filter
     and GPU choice."""
-    c = Cluster.from_nodes([Node("trial", t.cpu_milli, t.memory_mib, t.gpu_count, t.gpu_model)])
+    c = Cluster.from_nodes([Node("trial", t.cpu_milli, t.memory_mib, t.gpu_count, t.gpu_class)])
     taken: list[int] = []
     least_cpu = min((a[0].cpu_milli for a in pods[:window] if a), default=0)
     least_memory = min((a[0].memory_mib for a in pods[:window] if a), default=0)
     for k, alternatives in enumerate(pods[:window]):
-        pod = for_model(alternatives, t.gpu_model)
+        pod = for_model(alternatives, t.gpu_class)
         if pod is None:
             continue
         if (pod.cpu_milli > c.cpu_free[0] or pod.memory_mib > c.memory_free[0]

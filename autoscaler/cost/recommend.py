@@ -76,7 +76,7 @@ def sized_requests(workloads: Sequence[Workload], catalog: Catalog, sizing: Sizi
         found = options(w, catalog, sizing, w.interruptible)
         alternatives = tuple(PodRequest(cpu_milli=w.cpu_milli, memory_mib=w.memory_mib, num_gpu=size.num_gpu,
                                         gpu_milli=size.gpu_milli, name=w.name,
-                                        gpu_models=(size.gpu_model,) if w.num_gpu else ())
+                                        gpu_models=(size.gpu_class,) if w.num_gpu else ())
                              for _, size, _ in found)
         requests.append(alternatives[:1] if not w.num_gpu else alternatives)
         values.append(found[0][0] if found else 0.0)
@@ -89,7 +89,7 @@ def karpenter_choice(pod: PodRequest, types: Sequence[InstanceType], spot: bool 
     pod's request (requests only: Karpenter never sees measured GPU memory)."""
     return cheapest((t for t in types
                      if t.gpu_count >= max(pod.num_gpu, 1) and t.cpu_milli >= pod.cpu_milli
-                     and t.memory_mib >= pod.memory_mib and (not pod.gpu_models or t.gpu_model in pod.gpu_models)),
+                     and t.memory_mib >= pod.memory_mib and (not pod.gpu_models or t.gpu_class in pod.gpu_models)),
                     spot)
 
 
@@ -152,7 +152,7 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
             break
     failed = pack(_fleet(mix, catalog, opts.policy), at_peak, requests)
     whole_trace = replay(_fleet(mix, catalog, opts.policy), requests, arrivals, departures).failed
-    base = baseline(baseline_requests or [_request(w) for w in workloads], arrivals, departures, catalog,
+    base = baseline(baseline_requests or [_request(w, catalog) for w in workloads], arrivals, departures, catalog,
                     opts.policy)
     recs = tuple(recommend_workload(w, catalog, opts.sizing) for w in workloads)
     return FleetRecommendation(
@@ -164,21 +164,22 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
 
 
 def _fleet(mix: Sequence[tuple[InstanceType, bool]], catalog: Catalog, policy: str) -> Fleet:
-    fleet = Fleet(catalog.gpu_models, width=_width(catalog), policy=policy)
+    fleet = Fleet(catalog.gpu_classes, width=_width(catalog), policy=policy)
     for t, capacity in mix:
         fleet.open(t, capacity)
     return fleet
 
 
-def _request(w: Workload) -> PodRequest:
+def _request(w: Workload, catalog: Catalog) -> PodRequest:
+    """The workload's request as Karpenter sees it; allowed GPU models become their classes."""
     return PodRequest(cpu_milli=w.cpu_milli, memory_mib=w.memory_mib, num_gpu=w.num_gpu, gpu_milli=w.gpu_milli,
-                      gpu_models=w.gpu_models, name=w.name)
+                      gpu_models=catalog.classes_of(w.gpu_models) if w.gpu_models else (), name=w.name)
 
 
 def baseline(requests: Sequence[PodRequest], arrivals: np.ndarray, departures: np.ndarray, catalog: Catalog,
              policy: str = DEFAULT_POLICY) -> Replay:
     """Karpenter's rule on ``requests``, on demand over the whole catalog (see the module docstring)."""
-    fleet = Fleet(catalog.gpu_models, width=_width(catalog), policy=policy)
+    fleet = Fleet(catalog.gpu_classes, width=_width(catalog), policy=policy)
     grow = launch_rule((), catalog, [False] * len(requests))
     return replay(fleet, [(r,) for r in requests], arrivals, departures, grow=grow, remove_empty=True)
 

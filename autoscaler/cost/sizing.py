@@ -75,6 +75,7 @@ class Size:
     gpu_model: str
     num_gpu: int
     gpu_milli: int
+    gpu_class: str = ""  # model@MiB: what the share was computed against
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,23 @@ def needs(workload: Workload, policy: SizingPolicy) -> tuple[float, float]:
 
 
 def size_on(workload: Workload, model: str, gpu_gib: float, policy: SizingPolicy) -> Size | None:
-    """The workload's size on a GPU of ``gpu_gib`` GiB, or None if that GPU cannot hold it."""
+    """The workload's size on a GPU of ``gpu_gib`` GiB, or None if that GPU cannot hold it. ``model``
+    may be a GPU class ("l4@22888"); the size then names both."""
     if workload.num_gpu == 0:
         return Size("", 0, 0)
+    gpu_class = model
     memory, compute = needs(workload, policy)
     if memory > gpu_gib:
         return None
+    name = model.partition("@")[0]
     if workload.num_gpu > 1 or not policy.allow_share:
-        return Size(model, workload.num_gpu, GPU_MILLI)
+        return Size(name, workload.num_gpu, GPU_MILLI, gpu_class)
     if workload.usage is None and memory <= workload.share * gpu_gib:
         milli = workload.gpu_milli  # unmeasured: keep the asked share where it holds the same memory
     else:
         fraction = max(memory / gpu_gib, compute, policy.min_milli / GPU_MILLI)
         milli = math.ceil(round(fraction * GPU_MILLI, 6) / policy.step_milli) * policy.step_milli
-    return Size(model, 1, min(GPU_MILLI, milli))
+    return Size(name, 1, min(GPU_MILLI, milli), gpu_class)
 
 
 def share_cost(t: InstanceType, cpu_milli: int, memory_mib: int, num_gpu: int, gpu_milli: int,
@@ -146,22 +150,21 @@ def share_cost(t: InstanceType, cpu_milli: int, memory_mib: int, num_gpu: int, g
 
 def options(workload: Workload, catalog: Catalog, policy: SizingPolicy,
             spot: bool = False) -> list[tuple[float, Size, InstanceType]]:
-    """(share $/h, size, cheapest type) for every allowed model that holds the workload, cheapest first."""
+    """(share $/h, size, cheapest type) for every allowed GPU class (model and memory) that holds the
+    workload, cheapest first."""
     out = []
-    models = workload.gpu_models or catalog.gpu_models
-    for model in models:
-        types = [t for t in catalog.of_model(model) if t.gpu_count >= 1 and t.gpu_memory_mib > 0]
+    for gpu_class in catalog.classes_of(workload.gpu_models):
+        types = [t for t in catalog.of_class(gpu_class) if t.gpu_count >= 1 and t.gpu_memory_mib > 0]
         if not types or (workload.num_gpu == 0 and workload.gpu_models):
             continue
-        size = size_on(workload, model, max(t.gpu_memory_gib for t in types), policy)
+        size = size_on(workload, gpu_class, types[0].gpu_memory_gib, policy)
         if size is None:
             continue
         best = min(((share_cost(t, workload.cpu_milli, workload.memory_mib, size.num_gpu, size.gpu_milli, spot),
-                     t) for t in types if t.gpu_memory_gib >= needs(workload, policy)[0]),
-                   key=lambda ct: (ct[0], ct[1].name), default=(math.inf, None))
+                     t) for t in types), key=lambda ct: (ct[0], ct[1].name), default=(math.inf, None))
         if best[1] is not None and math.isfinite(best[0]):
             out.append((best[0], size, best[1]))
-    out.sort(key=lambda o: (o[0], o[1].gpu_model))
+    out.sort(key=lambda o: (o[0], o[1].gpu_class))
     return out
 
 
@@ -198,15 +201,15 @@ def exclude_models(catalog: Catalog, models: Sequence[str]) -> Catalog:
 
 def needed_rate(catalog: Catalog) -> Callable[[float, float, bool], float | None]:
     """For the ledger's wrong-size split: $/h of the cheapest GPU class that holds ``memory_gib`` and
-    ``compute`` (fraction of a GPU): over models with enough memory per GPU, the fraction
-    ``max(memory / M, compute)`` x that model's cheapest $/GPU-hour; None when no model holds it."""
+    ``compute`` (fraction of a GPU): over GPU classes with enough memory per GPU, the fraction
+    ``max(memory / M, compute)`` x that class's cheapest $/GPU-hour; None when no class holds it."""
     per_model: dict[str, tuple[float, float, float]] = {}
     for t in catalog.types:
         if t.gpu_count < 1 or t.gpu_memory_mib <= 0:
             continue
         od, sp = t.gpu_hour_price(False), t.gpu_hour_price(True)
-        gib, best_od, best_sp = per_model.get(t.gpu_model, (t.gpu_memory_gib, math.inf, math.inf))
-        per_model[t.gpu_model] = (min(gib, t.gpu_memory_gib), min(best_od, od), min(best_sp, sp))
+        gib, best_od, best_sp = per_model.get(t.gpu_class, (t.gpu_memory_gib, math.inf, math.inf))
+        per_model[t.gpu_class] = (gib, min(best_od, od), min(best_sp, sp))
 
     def rate(memory_gib: float, compute: float, spot: bool) -> float | None:
         best = min((max(memory_gib / gib, compute) * (sp if spot else od)

@@ -20,7 +20,7 @@ aws,l4.8,l4,8,22888,192,768,13.4,
 CATALOG = parse_catalog(PRICES)
 
 
-def pod(cpu=12000, gpus=1, milli=1000, models=("t4",), name="p"):
+def pod(cpu=12000, gpus=1, milli=1000, models=("t4@16384",), name="p"):
     return PodRequest(cpu_milli=cpu, memory_mib=1024, num_gpu=gpus, gpu_milli=milli, gpu_models=models, name=name)
 
 
@@ -58,7 +58,7 @@ def test_the_baseline_removes_empty_nodes_and_reports_its_peak():
 
 
 def test_a_fixed_fleet_replay_reports_the_pods_that_fit_nowhere():
-    fleet = Fleet(CATALOG.gpu_models, width=8)
+    fleet = Fleet(CATALOG.gpu_classes, width=8)
     fleet.open(CATALOG.get("t4.1"))
     result = replay(fleet, [(pod(name="a"),), (pod(name="b"),)], np.zeros(2), np.full(2, np.inf))
     assert result.failed == (1,)

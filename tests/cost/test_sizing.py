@@ -15,6 +15,7 @@ aws,t4.quad,t4,4,16384,48,192,3.9,1.6
 aws,l4.small,l4,1,22888,8,32,1.0,
 aws,l40s.small,l40s,1,46068,8,64,2.2,
 aws,h100.octo,h100,8,81920,192,2048,55.0,
+aws,h100.half,h100,1,40960,8,64,3.0,
 aws,cpu.nogpu,l4,0,2861,2,8,0.2,
 """
 CATALOG = parse_catalog(PRICES)
