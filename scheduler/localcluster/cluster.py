@@ -179,6 +179,10 @@ class LocalCluster:
         """Start everything and wait until the cluster is ready; on failure stop what started."""
         self._start = time.monotonic()
         binaries = find_binaries(self.options.bin_dir)
+        if self.options.monitoring:
+            from gpufleet.scheduler.localcluster.prometheus import find_binary
+
+            find_binary("prometheus")  # fail before starting anything when it is missing
         repo_root = find_repo_root()
         specs = self.node_specs(repo_root)
         running = [name for name in self.processes.names() if self.processes.running(name)]
