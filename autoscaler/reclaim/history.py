@@ -9,7 +9,8 @@ the backtest never looks ahead. The controller builds one from its sample buffer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ class SpanHistory:
     busy_before: np.ndarray  # float64: share of busy samples in the hour before the span (NaN: no data)
     key_index: Mapping[GpuKey, int]  # inverse of keys
     workload_of: Mapping[str, int]  # inverse of workloads
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # derived indexes
 
     def __len__(self) -> int:
         return len(self.start)
@@ -54,6 +56,18 @@ class SpanHistory:
 
     def series_index(self, key: GpuKey) -> int:
         return self.key_index.get(key, -1)
+
+    def workload_spans(self, workload: int) -> np.ndarray:
+        """Indexes of the spans of workload number ``workload`` (grouped once per history)."""
+        groups = self.cache.get("groups")
+        if groups is None:
+            order = np.argsort(self.workload, kind="stable")
+            bounds = np.searchsorted(self.workload[order], np.arange(len(self.workloads) + 1))
+            groups = self.cache["groups"] = (order, bounds)
+        order, bounds = groups
+        if not 0 <= workload < len(bounds) - 1:
+            return order[:0]
+        return order[bounds[workload]:bounds[workload + 1]]
 
 
 @dataclass(frozen=True, slots=True)
