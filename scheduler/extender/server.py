@@ -29,6 +29,7 @@ from gpufleet.scheduler.extender.errors import WireError
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.wire import (
+    SchedulingReader,
     encode_error,
     parse_binding_args,
     parse_preemption_args,
@@ -82,9 +83,10 @@ class ServerConfig:
 
 class _Verb:
     def __init__(self, name: str, parse: Callable[[object], Any], run: Callable[[Any], bytes],
-                 metrics: ExtenderMetrics) -> None:
+                 metrics: ExtenderMetrics, read: Callable[[bytes], Any] | None = None) -> None:
         self.name = name
         self.parse = parse
+        self.read = read  # the fast path from raw bytes; None from it: decode and ``parse``
         self.run = run
         self.duration = metrics.request_duration.labels(name)
         self._metrics = metrics
@@ -101,11 +103,13 @@ def answer(verb: _Verb, raw: bytes) -> tuple[int, bytes]:
     """Status and body of the reply to one verb's request body (never raises: bad input is a 4xx,
     a bug in the extender a 500 logged with its traceback). Every HTTP front end calls this."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
-        return 400, encode_error(f"{verb.name}: request body is not JSON: {str(err)[:200]}")
-    try:
-        args = verb.parse(doc)
+        args = verb.read(raw) if verb.read is not None else None
+        if args is None:
+            try:
+                doc = json.loads(raw)
+            except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
+                return 400, encode_error(f"{verb.name}: request body is not JSON: {str(err)[:200]}")
+            args = verb.parse(doc)
     except WireError as err:
         return 400, encode_error(f"{verb.name}: {err}")
     except RecursionError:
@@ -118,10 +122,12 @@ def answer(verb: _Verb, raw: bytes) -> tuple[int, bytes]:
 
 
 def verbs_of(extender: Extender, metrics: ExtenderMetrics) -> dict[str, _Verb]:
-    """The four verbs by name, with their parsers and metrics."""
+    """The four verbs by name, with their parsers and metrics (filter and prioritize share one
+    reader, so a scheduling cycle's Pod is parsed once)."""
+    reader = SchedulingReader()
     return {
-        "filter": _Verb("filter", parse_scheduling_args, extender.filter, metrics),
-        "prioritize": _Verb("prioritize", parse_scheduling_args, extender.prioritize, metrics),
+        "filter": _Verb("filter", parse_scheduling_args, extender.filter, metrics, reader.read),
+        "prioritize": _Verb("prioritize", parse_scheduling_args, extender.prioritize, metrics, reader.read),
         "bind": _Verb("bind", parse_binding_args, extender.bind, metrics),
         "preempt": _Verb("preempt", parse_preemption_args, extender.preempt, metrics),
     }
