@@ -137,6 +137,8 @@ class FleetAgent:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)  # a round in progress finishes before the readers close
         for node in self.nodes:
             node.history.close()
         if self._server is not None:
