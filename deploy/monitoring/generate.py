@@ -150,6 +150,10 @@ FLEET = (
         q(f"sum by (hostname) (gpufleet_agent_gpu_lost{{{D}}})", "lost on {{hostname}}"),
         q(f"sum by (hostname) (1 - gpufleet_agent_gpu_healthy{{{D}}})", "unhealthy on {{hostname}}")),
         "GPUs that fell off the bus (NVML GpuIsLost) or whose last read failed."),
+    Panel("MIG instances: memory used", "decmbytes", (
+        q(f'max by (hostname, gpu, GPU_I_PROFILE, GPU_I_ID) (DCGM_FI_DEV_FB_USED{{{D}, GPU_I_PROFILE!=""}})',
+          "{{hostname}} GPU {{gpu}} {{GPU_I_PROFILE}} #{{GPU_I_ID}}"),),
+        "Per MIG instance (DCGM's GPU_I_PROFILE and GPU_I_ID labels); MIG devices report no utilisation."),
     Panel("Containers per GPU", "short", (
         q(f"max by (hostname, gpu) (gpufleet_agent_gpu_holders{{{D}}})", "{{hostname}} GPU {{gpu}}"),),
         "More than 1 when the GPU is shared (time-slicing)."),

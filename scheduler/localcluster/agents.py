@@ -57,7 +57,8 @@ LOST_AFTER_S = 20
 
 def gpu_script(spec: NodeSpec, one_lost: bool = False) -> dict:
     """The simulation script of ``spec``'s GPUs (NVML model name from the product label); with
-    ``one_lost`` the last GPU falls off the bus after LOST_AFTER_S, so health panels have something."""
+    ``one_lost`` the last GPU falls off the bus after LOST_AFTER_S and the one before it runs in MIG
+    mode, so health and MIG panels have something to show."""
     model = spec.gpu_product.replace("-", " ", 1)
     size = re.search(r"(\d+)GB", spec.gpu_product)
     memory_mib = int(size.group(1)) * 1024 if size else 81920
@@ -67,6 +68,11 @@ def gpu_script(spec: NodeSpec, one_lost: bool = False) -> dict:
         gpus[-1] = {"model": model, "memory_mib": memory_mib, "loop": False,
                     "phases": [{"seconds": LOST_AFTER_S, "util": [40, 60], "memory_mib": memory_mib // 4},
                                {"lost": True}]}
+        if len(gpus) >= 3:  # and one in MIG mode: two halves, one with memory in use
+            half = memory_mib // 2
+            gpus[-2] = {"model": model, "memory_mib": memory_mib, "preset": "idle", "mig": [
+                {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": half // 4},
+                {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": 0}]}
     return {"version": 1, "name": f"gpufleet local cluster node {spec.name}", "seed": 0, "gpus": gpus}
 
 

@@ -74,6 +74,7 @@ def test_the_simulated_gpu_scripts_are_valid_and_one_gpu_falls_off_the_bus() -> 
     assert len(plain.gpus) == 8 and plain.gpus[0].model == "NVIDIA A100-SXM4-80GB"
     assert not any(p.lost for g in plain.gpus for p in g.phases)
     assert lost.gpus[-1].phases[-1].lost and not any(p.lost for g in lost.gpus[:-1] for p in g.phases)
+    assert [m.profile for m in lost.gpus[-2].mig] == ["3g.40gb", "3g.40gb"] and not plain.gpus[-2].mig
 
 
 def test_the_local_controller_settings_load_and_act_within_seconds() -> None:
