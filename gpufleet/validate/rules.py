@@ -8,7 +8,9 @@
 - ``reclaim-kube-system``: no ReclaimPolicy selects kube-system (with kube-system's labels from the
   repository, or the ones Kubernetes gives it);
 - ``placement-overlap``: no namespace is selected by two PlacementPolicies;
-- ``duplicate-object``: no object is defined twice.
+- ``duplicate-object``: no object is defined twice;
+- ``schedule``: budget time zones exist in the IANA database and cron fields are in range (the API
+  server checks only their shape).
 
 Pure functions over parsed documents; no I/O here.
 """
@@ -107,7 +109,69 @@ def check(docs: Iterable[Document]) -> list[Finding]:
     findings += _budgets([d for d in docs if _ours(d, "GpuBudget")], namespaces)
     findings += _reclaim_kube_system(reclaims, namespaces)
     findings += _placement_overlap(placements, namespaces)
+    findings += _schedules(reclaims, [d for d in docs if _ours(d, "GpuBudget")])
     return findings
+
+
+#: (lowest, highest) of the five cron fields: minute, hour, day of month, month, day of week.
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
+               "oct": 10, "nov": 11, "dec": 12, "sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5,
+               "sat": 6}
+
+
+def cron_problem(schedule: str) -> str | None:
+    """Why a 5-field cron schedule is not one (robfig/cron's syntax), or None."""
+    if schedule.startswith("@"):
+        return None
+    fields = schedule.split()
+    if len(fields) != 5:
+        return f"{schedule!r} has {len(fields)} fields, not 5"
+    for value, (low, high), name in zip(fields, CRON_RANGES, ("minute", "hour", "day", "month", "weekday"),
+                                        strict=True):
+        for part in value.split(","):
+            base, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                return f"{name} {part!r}: the step must be a positive number"
+            if base in ("*", "?"):
+                continue
+            for bound in base.split("-", 1):
+                number = _CRON_NAMES.get(bound.lower()) if not bound.isdigit() else int(bound)
+                if number is None or not low <= number <= high:
+                    return f"{name} {bound!r} is not in {low}..{high}"
+    return None
+
+
+def _time_zones() -> set[str]:
+    import zoneinfo
+
+    return zoneinfo.available_timezones()
+
+
+def _schedules(reclaims: list[Document], budgets: list[Document]) -> list[Finding]:
+    zones = _time_zones()
+    out = []
+
+    def zone(doc: Document, field: str, value: object) -> None:
+        if isinstance(value, str) and value not in zones:
+            out.append(finding(doc, field, f"time zone {value!r} is not in the IANA database (e.g. Europe/Berlin, UTC)",
+                               "schedule"))
+
+    for doc in reclaims:
+        spec = doc.obj.get("spec")
+        budget_list = spec.get("budgets") if isinstance(spec, dict) else None
+        for i, budget in enumerate(budget_list if isinstance(budget_list, list) else []):
+            if not isinstance(budget, dict):
+                continue
+            zone(doc, f"spec.budgets[{i}].timeZone", budget.get("timeZone"))
+            schedule = budget.get("schedule")
+            problem = cron_problem(schedule) if isinstance(schedule, str) else None
+            if problem:
+                out.append(finding(doc, f"spec.budgets[{i}].schedule", problem, "schedule"))
+    for doc in budgets:
+        spec = doc.obj.get("spec")
+        zone(doc, "spec.timeZone", spec.get("timeZone") if isinstance(spec, dict) else None)
+    return out
 
 
 def _duplicates(docs: list[Document]) -> list[Finding]:
