@@ -183,6 +183,10 @@ class LocalCluster:
             from gpufleet.scheduler.localcluster.prometheus import find_binary
 
             find_binary("prometheus")  # fail before starting anything when it is missing
+        if self.options.gitops:
+            from gpufleet.gitops.flux import find_flux
+
+            find_flux()  # likewise
         repo_root = find_repo_root()
         specs = self.node_specs(repo_root)
         running = [name for name in self.processes.names() if self.processes.running(name)]
