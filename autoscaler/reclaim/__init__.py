@@ -6,11 +6,14 @@ and the backtest call the same ``decide``.
 """
 
 from .config import DetectionConfig, ForecastConfig, ReclaimConfig, ReclaimConfigError, WindowConfig
-from .decision import Decision, Verdict, decide
+from .decision import Decision, Verdict, decide, decide_one
+from .forecast import Forecast, remaining_probability
 from .history import SpanHistory, SpanLog
+from .idle import IdleRun, Span, current_run, idle_mask, spans
 from .samples import GpuKey, Observation, Sample, Series
 
 __all__ = [
-    "Decision", "DetectionConfig", "ForecastConfig", "GpuKey", "Observation", "ReclaimConfig",
-    "ReclaimConfigError", "Sample", "Series", "SpanHistory", "SpanLog", "Verdict", "WindowConfig", "decide",
+    "Decision", "DetectionConfig", "Forecast", "ForecastConfig", "GpuKey", "IdleRun", "Observation",
+    "ReclaimConfig", "ReclaimConfigError", "Sample", "Series", "Span", "SpanHistory", "SpanLog", "Verdict",
+    "WindowConfig", "current_run", "decide", "decide_one", "idle_mask", "remaining_probability", "spans",
 ]
