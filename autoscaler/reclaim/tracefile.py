@@ -3,7 +3,8 @@
 Utilisation: CSV with columns ``value`` (%), ``timestamp_anon`` (seconds), ``container_ip`` (the pod key);
 memory: the same columns in any order (GenTD26 writes ``timestamp_anon,value,container_ip``), bytes.
 Columns are found by their header names; gzip is recognised by its magic bytes. Every problem is reported
-as ``FILE:LINE: what is wrong``.
+as ``FILE:LINE: what is wrong``. An empty or NaN value is a missing sample (no data, never idle); of two
+rows for the same pod and timestamp the higher value counts; both are logged, not errors.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .samples import GpuKey, Series
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("value", "timestamp_anon", "container_ip")
 MAX_ERRORS = 10
@@ -43,6 +47,7 @@ def read_columns(path: str | Path) -> dict[str, list[tuple[float, float]]]:
     path = Path(path)
     rows: dict[str, list[tuple[float, float]]] = defaultdict(list)
     errors: list[str] = []
+    no_value = 0
     try:
         with _open_text(path) as handle:
             reader = csv.reader(handle)
@@ -65,6 +70,8 @@ def read_columns(path: str | Path) -> dict[str, list[tuple[float, float]]]:
                     problem = _parse(row[iv], row[it], row[ik])
                     if isinstance(problem, str):
                         errors.append(f"{path}:{line}: {problem}")
+                    elif math.isnan(problem[2]):
+                        no_value += 1
                     else:
                         rows[problem[0]].append(problem[1:])
                 if len(errors) >= MAX_ERRORS:
@@ -76,20 +83,24 @@ def read_columns(path: str | Path) -> dict[str, list[tuple[float, float]]]:
         raise TraceError("; ".join(errors) + more)
     if not rows:
         raise TraceError(f"{path}: no samples after the header")
+    if no_value:
+        log.warning("trace=%s rows_without_value=%d (no data: never idle)", path, no_value)
     return rows
 
 
 def _parse(value: str, timestamp: str, key: str) -> tuple[str, float, float] | str:
     try:
-        v = float(value)
+        v = float(value) if value.strip() else math.nan  # empty or NaN: no data for that sample
     except ValueError:
         return f"value {value!r} is not a number"
     try:
         t = float(timestamp)
     except ValueError:
         return f"timestamp_anon {timestamp!r} is not a number (seconds)"
-    if not (math.isfinite(v) and math.isfinite(t)):
-        return f"value {value!r} / timestamp_anon {timestamp!r} must be finite"
+    if not math.isfinite(t):
+        return f"timestamp_anon {timestamp!r} must be a finite number of seconds"
+    if math.isinf(v):
+        return f"value {value!r} must be finite"
     if v < 0:
         return f"value {v:g} is negative"
     if not key.strip():
@@ -102,15 +113,18 @@ def read_trace(utilisation: str | Path, memory: str | Path | None = None) -> dic
     util_rows = read_columns(utilisation)
     mem_rows = read_columns(memory) if memory is not None else {}
     trace: dict[GpuKey, Series] = {}
+    duplicates = 0
     for pod in sorted(util_rows):
-        samples = sorted(util_rows[pod])
-        t = np.array([s[0] for s in samples])
-        dup = np.flatnonzero(np.diff(t) == 0)
-        if len(dup):
-            raise TraceError(f"{utilisation}: pod {pod} has two samples at timestamp {t[dup[0]]:g}; "
-                             "expected one row per pod and timestamp")
+        merged: dict[float, float] = {}
+        for t_, v in util_rows[pod]:  # one sample per timestamp; of duplicates the busiest counts
+            merged[t_] = max(v, merged.get(t_, v))
+        duplicates += len(util_rows[pod]) - len(merged)
+        t = np.array(sorted(merged))
         mem = dict(mem_rows.get(pod, ()))
         trace[GpuKey(pod=pod)] = Series.from_arrays(
-            t, [s[1] for s in samples],
+            t, [merged[x] for x in t],
             memory_used_bytes=[mem.get(x, math.nan) for x in t] if memory is not None else None)
+    if duplicates:
+        log.warning("trace=%s duplicate_rows=%d (same pod and timestamp; the highest value kept)",
+                    utilisation, duplicates)
     return trace

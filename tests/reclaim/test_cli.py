@@ -83,7 +83,7 @@ def test_without_json_a_table_is_printed(tmp_path: Path, capsys: pytest.CaptureF
     ("", ":1: empty file"),
     ("value,timestamp_anon,container_ip\n", "no samples after the header"),
     ("value,timestamp_anon,container_ip\n-3,1,a\n", ":2: value -3 is negative"),
-    ("value,timestamp_anon,container_ip\n0,1,a\n5,1,a\n", "pod a has two samples at timestamp 1"),
+    ("value,timestamp_anon,container_ip\n0,1,a\ninf,2,a\n", ":3: value 'inf' must be finite"),
 ])
 def test_bad_files_exit_2_naming_file_line_and_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        content: str, expected: str) -> None:
@@ -110,3 +110,16 @@ def test_a_bad_duration_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureF
         main(["reclaim", "backtest", "--utilisation", str(trace), "--window", "half an hour"])
     assert info.value.code == 2
     assert "expected a duration like 30m" in capsys.readouterr().err
+
+
+def test_missing_values_are_no_data_and_duplicates_keep_the_busiest(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["value,timestamp_anon,container_ip"] + [f"0,{60.0 * i},a" for i in range(40)]
+    lines[11] = "nan,600.0,a"  # sample 10 missing: the gap is 120 s, the run goes on
+    lines += ["70,1200.0,a"]  # a duplicate of sample 20 that says busy: the run restarts after it
+    path = tmp_path / "u.csv"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli(capsys, "--utilisation", str(path), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["baseline"]["actions"] == 0  # idle from 1260 s to 2340 s only: 18 min
