@@ -4,7 +4,7 @@ so Jobs are covered by the unit tests), kwok nodes, real gRPC agents on
 simulated GPUs that ask fake kubelets mirroring the API server, and two `gpufleet controller` processes.
 
 One scene, played once for the module (notice and window in seconds): workloads on three nodes whose GPUs
-are idle (memory held, 0 %) or busy; the leader is killed with SIGKILL as soon as the first notice is out;
+are idle (memory held, 0 %), busy, pulsing (8 s busy, 12 s idle) or playing a GenTD26 pod's series; the leader is killed with SIGKILL as soon as the first notice is out;
 the agent of the third node stops once its pod has notice; the PDB goes once its eviction was refused.
 The tests then read what happened.
 """
@@ -36,10 +36,17 @@ pytestmark = pytest.mark.cluster
 NODES = ("gpu-node-00000", "gpu-node-00001", "gpu-node-00002")
 ON, OFF, EVICT, LEASE_NS = "rc-on", "rc-off", "rc-evict", "rc-system"
 NOTICE_S = 6.0
+GENTD26 = Path(__file__).resolve().parents[2] / "bench" / "data" / "alibaba-gentd26"
+#: Scripts beyond the presets: 8 s busy / 12 s idle (notice, then activity cancels it), and a GenTD26 pod.
+GPUS = {"pulsing": {"phases": [{"seconds": 8, "util": 90, "memory_mib": 1000},
+                               {"seconds": 12, "util": 0, "memory_mib": 1000}]},
+        "gentd26": {"trace": {"utilisation": str(GENTD26 / "pod_gpu_duty_cycle_anon.csv.gz"),
+                              "memory": str(GENTD26 / "pod_gpu_memory_used_bytes_anon.csv.gz"), "pod": 3,
+                              "speed": 57}}}
 #: GPU index -> preset, per node; the third node's agent is stopped mid-notice.
 PRESETS = {NODES[0]: ["held-idle", "busy", "held-idle", "held-idle", "held-idle", "held-idle", "held-idle",
                       "held-idle"],
-           NODES[1]: ["held-idle", "busy", "held-idle", "held-idle", "idle", "idle", "idle", "idle"],
+           NODES[1]: ["held-idle", "busy", "held-idle", "held-idle", "pulsing", "gentd26", "idle", "idle"],
            NODES[2]: ["held-idle"] * 8}
 CONFIG = {
     "reclaim": {"policy": "window", "graceSeconds": 0, "noticeSeconds": NOTICE_S,
@@ -130,7 +137,7 @@ def _start_agents(tmp: Path, sockets: dict[str, str]) -> dict[str, Any]:
     agents = {}
     for node in NODES:
         script = tmp / f"{node}.yaml"
-        script.write_text(yaml.safe_dump({"version": 1, "gpus": [{"preset": p} for p in PRESETS[node]]}))
+        script.write_text(yaml.safe_dump({"version": 1, "gpus": [GPUS.get(p, {"preset": p}) for p in PRESETS[node]]}))
         backend = open_backend(str(script), clock=SystemClock(), node_name=node)
         config = AgentConfig(node_name=node, listen="127.0.0.1:0", metrics_listen="127.0.0.1:0", interval_s=0.5,
                              pod_resources_socket=sockets[node], pod_refresh_s=1.0, history=120, max_streams=4)
@@ -187,6 +194,8 @@ def scene(local_cluster: Any) -> Iterator[Scene]:
     api.post(f"/api/v1/namespaces/{ON}/pods", bare("dnd", a, 5, {names.DO_NOT_DISRUPT: "true"}))
     api.post(f"/apis/apps/v1/namespaces/{ON}/statefulsets", statefulset("idle-sts", b, 0))
     api.post(f"/api/v1/namespaces/{ON}/pods", bare("stale-pod", c, 0))
+    api.post(f"/api/v1/namespaces/{ON}/pods", bare("pulsing", b, 4, {names.RECLAIM: "notify"}))
+    api.post(f"/api/v1/namespaces/{ON}/pods", bare("gentd26", b, 5, {names.RECLAIM: "report"}))
     cfg = tmp / "controller.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
     procs = {i: _controller(local_cluster.kubeconfig, cfg, agents, i, tmp) for i in ("ctl-1", "ctl-2")}
@@ -217,6 +226,12 @@ def scene(local_cluster: Any) -> Iterator[Scene]:
         s.pdb_pod_alive_while_blocked = _get(api, f"/api/v1/namespaces/{EVICT}/pods/bare-pdb") is not None
         api.delete(f"/apis/policy/v1/namespaces/{EVICT}/poddisruptionbudgets/keep-one")
         wait_for("bare-pdb evicted", lambda: _get(api, f"/api/v1/namespaces/{EVICT}/pods/bare-pdb") is None, 30)
+
+        def cancelled() -> bool:
+            items, _ = api.list(f"/api/v1/namespaces/{ON}/events")
+            return any(e.get("reason") == "IdleGPUNoticeCancelled" for e in items)
+
+        wait_for("activity to cancel the notice on pulsing", cancelled, 45)
         time.sleep(2 * CONFIG["passInterval"])  # a couple more passes: nothing may act twice
         ready = json.loads((tmp / f"{survivor}.json").read_text())
         import urllib.request
@@ -290,6 +305,20 @@ def test_an_agent_that_stops_streaming_blocks_actions_on_its_node(scene: Scene) 
     assert pod is not None and not pod["metadata"].get("deletionTimestamp")
     assert not _events(scene, "IdleGPUReclaimed", "stale-pod")
     assert 'gpufleet_reclaim_skipped_decisions_total{reason="stale"}' in scene.metrics
+
+
+def test_notify_mode_gives_notice_and_activity_cancels_it_without_an_action(scene: Scene) -> None:
+    pod = _get(scene.api, f"/api/v1/namespaces/{ON}/pods/pulsing")
+    assert pod is not None and not pod["metadata"].get("deletionTimestamp")
+    assert _events(scene, "IdleGPUNotice", "pulsing") and _events(scene, "IdleGPUNoticeCancelled", "pulsing")
+    assert not _events(scene, "IdleGPUReclaimed", "pulsing")
+
+
+def test_report_mode_on_a_gentd26_series_never_annotates_or_acts(scene: Scene) -> None:
+    pod = _get(scene.api, f"/api/v1/namespaces/{ON}/pods/gentd26")
+    assert pod is not None and not pod["metadata"].get("deletionTimestamp")
+    assert names.IDLE_SINCE not in _annotations(pod)
+    assert not _events(scene, "IdleGPUNotice", "gentd26") and not _events(scene, "IdleGPUReclaimed", "gentd26")
 
 
 def test_undo_restores_the_replicas(scene: Scene) -> None:
