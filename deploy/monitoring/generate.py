@@ -39,8 +39,9 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 CLUSTER = 'cluster=~"$cluster"'
 NODE = 'hostname=~"$node"'
 NAMESPACE = 'namespace=~"$namespace"'
-#: The agents' own counters carry no hostname: join it from the agent's info series (value 1).
-WITH_HOST = "* on (cluster, instance) group_left (hostname) gpufleet_agent_info"
+#: The agents' own counters carry no hostname: join it from the agent's info series (value 1), which
+#: also applies the node variable.
+WITH_HOST = f"* on (cluster, instance) group_left (hostname) gpufleet_agent_info{{{NODE}}}"
 
 
 @dataclass(frozen=True)

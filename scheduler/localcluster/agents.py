@@ -57,22 +57,23 @@ LOST_AFTER_S = 20
 
 def gpu_script(spec: NodeSpec, one_lost: bool = False) -> dict:
     """The simulation script of ``spec``'s GPUs (NVML model name from the product label); with
-    ``one_lost`` the last GPU falls off the bus after LOST_AFTER_S and the one before it runs in MIG
-    mode, so health and MIG panels have something to show."""
+    ``one_lost`` two unadvertised GPUs follow: one in MIG mode and one that falls off the bus after
+    LOST_AFTER_S, so MIG and health panels have something to show whatever the placements."""
     model = spec.gpu_product.replace("-", " ", 1)
     size = re.search(r"(\d+)GB", spec.gpu_product)
     memory_mib = int(size.group(1)) * 1024 if size else 81920
     gpus = [{"model": model, "memory_mib": memory_mib, "preset": PRESET_CYCLE[i % len(PRESET_CYCLE)]}
             for i in range(spec.gpus)]
     if one_lost and gpus:
-        gpus[-1] = {"model": model, "memory_mib": memory_mib, "loop": False,
-                    "phases": [{"seconds": LOST_AFTER_S, "util": [40, 60], "memory_mib": memory_mib // 4},
-                               {"lost": True}]}
-        if len(gpus) >= 3:  # and one in MIG mode: two halves, one with memory in use
-            half = memory_mib // 2
-            gpus[-2] = {"model": model, "memory_mib": memory_mib, "preset": "idle", "mig": [
-                {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": half // 4},
-                {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": 0}]}
+        # two more devices than the node advertises (so no pod is placed on them): one in MIG mode,
+        # two halves with one in use, and one that falls off the bus
+        half = memory_mib // 2
+        gpus.append({"model": model, "memory_mib": memory_mib, "preset": "idle", "mig": [
+            {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": half // 4},
+            {"profile": f"3g.{half // 1024}gb", "memory_mib": half, "memory_used_mib": 0}]})
+        gpus.append({"model": model, "memory_mib": memory_mib, "loop": False,
+                     "phases": [{"seconds": LOST_AFTER_S, "util": [40, 60], "memory_mib": memory_mib // 4},
+                                {"lost": True}]})
     return {"version": 1, "name": f"gpufleet local cluster node {spec.name}", "seed": 0, "gpus": gpus}
 
 

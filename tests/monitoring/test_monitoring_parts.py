@@ -67,14 +67,14 @@ def test_the_fake_kubelet_ignores_gpu_ids_outside_the_node_and_skips_pods_that_d
     assert {c.pod: c.device_ids for c in got} == {"a": ("0",), "c": ("1",)}  # b (2 GPUs) does not fit
 
 
-def test_the_simulated_gpu_scripts_are_valid_and_one_gpu_falls_off_the_bus() -> None:
+def test_the_simulated_gpu_scripts_are_valid_and_the_first_node_shows_mig_and_a_lost_gpu() -> None:
     spec = uniform_nodes(1, 8)[0]
     plain = parse_scenario(agents.gpu_script(spec))
     lost = parse_scenario(agents.gpu_script(spec, one_lost=True))
     assert len(plain.gpus) == 8 and plain.gpus[0].model == "NVIDIA A100-SXM4-80GB"
-    assert not any(p.lost for g in plain.gpus for p in g.phases)
-    assert lost.gpus[-1].phases[-1].lost and not any(p.lost for g in lost.gpus[:-1] for p in g.phases)
-    assert [m.profile for m in lost.gpus[-2].mig] == ["3g.40gb", "3g.40gb"] and not plain.gpus[-2].mig
+    assert not any(p.lost for g in plain.gpus for p in g.phases) and not any(g.mig for g in plain.gpus)
+    assert len(lost.gpus) == 10 and lost.gpus[:8] == plain.gpus  # the advertised 8 are the same
+    assert [m.profile for m in lost.gpus[8].mig] == ["3g.40gb", "3g.40gb"] and lost.gpus[9].phases[-1].lost
 
 
 def test_the_local_controller_settings_load_and_act_within_seconds() -> None:

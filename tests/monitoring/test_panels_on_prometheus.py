@@ -124,3 +124,19 @@ def test_the_dashboards_render_to_png_without_grafana(client: PrometheusClient, 
     written = render.render(client.url, tmp_path, minutes=1, dpi=40, only=("gpufleet-placement",))
     assert [p.name for p in written] == ["dashboard-placement.png"]  # the others: same code, more time
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000 for p in written)
+
+
+def test_choosing_a_node_keeps_only_that_hosts_series(client: PrometheusClient, panels: ModuleType,
+                                                      monitored_cluster: ClusterInfo) -> None:
+    node = sorted(monitored_cluster.agent_metrics_ports)[-1]
+    boards = panels.load()
+    seen = 0
+    for query in panels.queries(boards):
+        if "$node" not in query.expr or "hostname" not in query.legend_labels:
+            continue
+        variables = panels.all_values(boards[query.dashboard]) | {"node": node}
+        series = client.query(query.resolved(variables, panels.rate_interval(SCRAPE_INTERVAL_S, STEP_S)))
+        hosts = {s["metric"].get("hostname") for s in series}
+        assert hosts <= {node}, f"{query.dashboard} / {query.panel}: {hosts}"
+        seen += bool(series)
+    assert seen >= 10
