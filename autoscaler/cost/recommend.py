@@ -93,26 +93,17 @@ def karpenter_choice(pod: PodRequest, types: Sequence[InstanceType], spot: bool 
                     spot)
 
 
-def launch_rule(primary: Sequence[InstanceType], catalog: Catalog, spot: Sequence[bool]):
-    """Karpenter with two weighted NodePools: the cheapest primary type that holds one of the pod's
-    sizes (cheapest size first), else the cheapest type of the whole catalog for its cheapest size."""
-    everything = [t for t in catalog.types if t.gpu_count >= 1]
-    cache: dict[tuple, tuple[InstanceType, int] | None] = {}
+def launch_rule(catalog: Catalog):
+    """Karpenter's rule as a replay's ``grow``: the cheapest catalog type that holds the pod's request."""
+    types = [t for t in catalog.types if t.gpu_count >= 1]
+    cache: dict[tuple, InstanceType | None] = {}
 
     def grow(i: int, alternatives: Sequence[PodRequest]) -> tuple[InstanceType, bool, PodRequest] | None:
-        key = (tuple((a.cpu_milli, a.memory_mib, a.num_gpu, a.gpu_milli, a.gpu_models) for a in alternatives), spot[i])
+        pod = alternatives[0]
+        key = (pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_models)
         if key not in cache:
-            cache[key] = None
-            for types in (primary, everything):
-                for k, pod in enumerate(alternatives if types is primary else alternatives[:1]):
-                    t = karpenter_choice(pod, types, spot[i])
-                    if t is not None:
-                        cache[key] = (t, k)
-                        break
-                if cache[key] is not None:
-                    break
-        found = cache[key]
-        return (found[0], spot[i], alternatives[found[1]]) if found is not None else None
+            cache[key] = karpenter_choice(pod, types)
+        return (cache[key], False, pod) if cache[key] is not None else None
 
     return grow
 
@@ -180,7 +171,7 @@ def baseline(requests: Sequence[PodRequest], arrivals: np.ndarray, departures: n
              policy: str = DEFAULT_POLICY) -> Replay:
     """Karpenter's rule on ``requests``, on demand over the whole catalog (see the module docstring)."""
     fleet = Fleet(catalog.gpu_classes, width=_width(catalog), policy=policy)
-    grow = launch_rule((), catalog, [False] * len(requests))
+    grow = launch_rule(catalog)
     return replay(fleet, [(r,) for r in requests], arrivals, departures, grow=grow, remove_empty=True)
 
 
