@@ -16,7 +16,10 @@ working directory. Files are read once per path (a fleet of simulated nodes shar
 
 from __future__ import annotations
 
+import csv
 import functools
+import gzip
+import io
 import math
 from typing import Any
 
@@ -25,10 +28,39 @@ _MIB = 2**20
 
 
 @functools.lru_cache(maxsize=8)
-def _read(utilisation: str, memory: str | None) -> dict[str, Any]:
-    from gpufleet.autoscaler.reclaim.tracefile import read_trace
+def _column(path: str) -> dict[str, list[tuple[float, float]]]:
+    """pod key -> [(timestamp, value)] in time order, from a GenTD26-layout CSV (gzip allowed). Plain csv,
+    no numpy: the agent layer stays free of it."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    opened = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="") if gz else \
+        open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    with opened as text:
+        reader = csv.reader(text)
+        header = next(reader, [])
+        try:
+            v, t, k = (header.index(c) for c in ("value", "timestamp_anon", "container_ip"))
+        except ValueError:
+            raise ValueError(f"{path}: header must name value, timestamp_anon and container_ip, got {header}") from None
+        out: dict[str, list[tuple[float, float]]] = {}
+        for n, row in enumerate(reader, start=2):
+            try:
+                out.setdefault(row[k], []).append((float(row[t]), float(row[v])))
+            except (ValueError, IndexError):
+                raise ValueError(f"{path}:{n}: expected numbers in value and timestamp_anon, got {row}") from None
+    for rows in out.values():
+        rows.sort()
+    return out
 
-    return {key.pod: series for key, series in read_trace(utilisation, memory).items()}
+
+def _read(utilisation: str, memory: str | None) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """pod key -> (timestamps, utilisation %, memory bytes or NaN) on the utilisation samples' times."""
+    mem = _column(memory) if memory else {}
+    out = {}
+    for pod, rows in _column(utilisation).items():
+        at = dict(mem.get(pod, []))
+        out[pod] = ([r[0] for r in rows], [r[1] for r in rows], [at.get(r[0], math.nan) for r in rows])
+    return out
 
 
 def trace_phases(raw: object, memory_mib: int, path: str, errors: list[str]) -> tuple[Any, ...]:
@@ -54,7 +86,10 @@ def trace_phases(raw: object, memory_mib: int, path: str, errors: list[str]) -> 
         return ()
     try:
         pods = _read(utilisation, memory)
-    except (OSError, ValueError) as err:
+    except OSError as err:
+        errors.append(f"{path}: cannot read {err.filename}: {err.strerror or err}")
+        return ()
+    except ValueError as err:
         errors.append(f"{path}: {err}")
         return ()
     which = raw.get("pod", 0)
@@ -69,7 +104,7 @@ def trace_phases(raw: object, memory_mib: int, path: str, errors: list[str]) -> 
     else:
         errors.append(f"{path}.pod: must be an index or a container_ip key of the file, got {which!r}")
         return ()
-    t = [float(x) for x in series.timestamps]
+    t, utils, mems = series
     keep = [i for i in range(len(t)) if t[i] >= t[0] + start]
     if not keep:
         errors.append(f"{path}.start: {start} s is past the end of the series")
@@ -79,8 +114,8 @@ def trace_phases(raw: object, memory_mib: int, path: str, errors: list[str]) -> 
     phases = []
     for n, i in enumerate(keep):
         length = (t[keep[n + 1]] - t[i]) if n + 1 < len(keep) else median
-        util = int(round(min(100.0, max(0.0, float(series.utilisation_percent[i])))))
-        used = float(series.memory_used_bytes[i])
+        util = int(round(min(100.0, max(0.0, utils[i]))))
+        used = mems[i]
         mem = 0 if math.isnan(used) else min(memory_mib, int(used / _MIB))
         phases.append(Phase(seconds=max(length, 1e-3) / speed, util_low=util, util_high=util, memory_mib=mem,
                             processes=1 if util > 0 or mem > 0 else 0))
