@@ -227,23 +227,74 @@ AGENTS = (
         kind="stat"),
 )
 
+# ---- Cost: the waste ledger, budgets and recommendations (autoscaler/cost/attribution.py) ----------
+
+TEAM = 'team=~"$team"'
+C = f"{CLUSTER}, {TEAM}"
+COST = (
+    Panel("GPU cost by kind", "currencyUSD", (
+        q(f"sum by (kind) (rate(gpufleet_cost_gpu_usd_total{{{CLUSTER}}}[$__rate_interval])) * 3600", "{{kind}}"),),
+        "$ per hour: unallocated (no pod holds the GPU), allocated-idle and allocated-active."),
+    Panel("Waste by team, last 24 h", "currencyUSD", (
+        q(f'sum by (team, kind) (increase(gpufleet_cost_team_gpu_usd_total{{{C}, kind!="allocated-active"}}[24h]))',
+          "{{team}} {{kind}}", instant=True),), "Held-idle GPU $ per team (pods without a team label: "
+        "unassigned).", kind="bargauge"),
+    Panel("Spend vs budget, this month", "currencyUSD", (
+        q(f"max by (team) (gpufleet_cost_budget_spent_usd{{{C}}})", "spent {{team}}"),
+        q(f"max by (team) (gpufleet_cost_budget_forecast_usd{{{C}}})", "forecast at month end {{team}}"),
+        q(f"max by (team) (gpufleet_cost_budget_usd{{{C}}})", "budget {{team}}")),
+        "Spend so far, the forecast for the month's end, and the budget (teams with one)."),
+    Panel("Budget thresholds reached", "short", (
+        q(f"max by (team, basis, threshold) (gpufleet_cost_budget_alert{{{C}}})", "{{team}} {{basis}} {{threshold}}"),),
+        "1 when spend (basis=spent) or the forecast (basis=forecast) reached 50/80/100 % of the budget."),
+    Panel("Spend anomaly", "short", (
+        q(f"max by (team) (gpufleet_cost_spend_anomaly{{{C}}})", "{{team}}"),),
+        "1 when a team's spend rate jumped far above its recent baseline."),
+    Panel("Idle and wrong-size $ by namespace, last 24 h", "currencyUSD", (
+        q(f'sum by (namespace) (increase(gpufleet_cost_pod_gpu_usd_total{{{C}, {NAMESPACE}, kind="allocated-idle"}}'
+          f"[24h]))", "idle {{namespace}}", instant=True),
+        q(f"sum by (namespace) (increase(gpufleet_cost_pod_wrong_size_usd_total{{{C}, {NAMESPACE}}}[24h]))",
+          "wrong size {{namespace}}", instant=True)), kind="bargauge"),
+    Panel("GPU cost per node", "currencyUSD", (
+        q(f"sum by (node) (rate(gpufleet_cost_node_gpu_usd_total{{{CLUSTER}}}[$__rate_interval])) * 3600",
+          "{{node}}"),), "$ per hour of each node's GPUs, all kinds."),
+    Panel("GPU price per node (OpenCost names)", "currencyUSD", (
+        q(f"max by (node, instance_type) (node_gpu_hourly_cost{{{CLUSTER}}})", "{{node}} {{instance_type}}"),),
+        "$ per GPU-hour the ledger charges (annotation, catalog or spot estimate)."),
+    Panel("Recommendations: $ per hour now and at the recommended size", "currencyUSD", (
+        q(f"max by (workload) (gpufleet_cost_recommendation_now_usd_per_hour{{{CLUSTER}}})", "now {{workload}}",
+          instant=True),
+        q(f"max by (workload, gpu_model, gpu_milli, instance_type, capacity_type) "
+          f"(gpufleet_cost_recommendation_after_usd_per_hour{{{CLUSTER}}})",
+          "after {{workload}}: {{gpu_model}} x{{gpu_milli}} on {{instance_type}} {{capacity_type}}", instant=True)),
+        kind="bargauge"),
+    Panel("Savings of the recommendations", "currencyUSD", (
+        q(f"max by (workload) (gpufleet_cost_recommendation_now_usd_per_hour{{{CLUSTER}}}) - on (workload) "
+          f"min by (workload) (gpufleet_cost_recommendation_after_usd_per_hour{{{CLUSTER}}})", "{{workload}}",
+          instant=True),), "$ per hour each workload would save at its recommended size.", kind="bargauge"),
+)
+
 DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...], tuple[str, ...]]] = {
-    # file stem: (title, panels, variables)
+    # file stem: (title, panels, variables (keys of VARIABLES))
     "gpufleet-placement": ("gpufleet / Placement", PLACEMENT, ("cluster",)),
     "gpufleet-fleet": ("gpufleet / Fleet", FLEET, ("cluster", "node", "namespace")),
     "gpufleet-agents": ("gpufleet / Agents", AGENTS, ("cluster", "node")),
+    "gpufleet-cost": ("gpufleet / Cost", COST, ("cluster", "namespace@cost", "team")),
 }
 
 VARIABLES = {
     "cluster": ("Cluster", 'label_values(up{job=~"gpufleet-.*"}, cluster)'),
     "node": ("Node", f"label_values(gpufleet_agent_info{{{CLUSTER}}}, hostname)"),
     "namespace": ("Namespace", f'label_values(DCGM_FI_DEV_GPU_UTIL{{{CLUSTER}, pod!=""}}, namespace)'),
+    "namespace@cost": ("Namespace", f"label_values(gpufleet_cost_pod_gpu_usd_total{{{CLUSTER}}}, namespace)"),
+    "team": ("Team", f"label_values(gpufleet_cost_team_gpu_usd_total{{{CLUSTER}}}, team)"),
 }
 
 
-def _variable(name: str) -> dashboard.QueryVariable:
-    label, query = VARIABLES[name]
-    return (dashboard.QueryVariable(name).label(label).query(query).datasource(DATASOURCE)
+def _variable(key: str) -> dashboard.QueryVariable:
+    """``key`` is a variable name, or ``name@variant`` for another query of the same variable."""
+    label, query = VARIABLES[key]
+    return (dashboard.QueryVariable(key.split("@")[0]).label(label).query(query).datasource(DATASOURCE)
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).all_value(".*")
             .current(VariableOption(text="All", value="$__all", selected=True)))

@@ -41,7 +41,7 @@ def test_prometheus_rule_holds_the_plain_rule_files_groups() -> None:
     assert operator["kind"] == "PrometheusRule" and operator["spec"]["groups"] == plain["groups"]
 
 
-@pytest.mark.parametrize("stem", ["gpufleet-placement", "gpufleet-fleet", "gpufleet-agents"])
+@pytest.mark.parametrize("stem", ["gpufleet-placement", "gpufleet-fleet", "gpufleet-agents", "gpufleet-cost"])
 def test_every_panel_has_a_unit_a_legend_and_uses_the_dashboard_variables(stem: str) -> None:
     board = json.loads((MONITORING / "dashboards" / f"{stem}.json").read_text())
     variables = {v["name"] for v in board["templating"]["list"] if v["type"] == "query"}
@@ -63,7 +63,7 @@ def test_the_kustomization_renders_dashboard_configmaps_for_the_sidecar_and_the_
                               timeout=60, check=True).stdout
     objects = list(yaml.safe_load_all(rendered))
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "ConfigMap", "ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor",
+    assert kinds == ["ConfigMap", "ConfigMap", "ConfigMap", "ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor",
                      "ServiceMonitor"]
     for cm in (o for o in objects if o["kind"] == "ConfigMap"):
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"

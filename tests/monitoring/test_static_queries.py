@@ -18,7 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 #: Modules that define gpufleet's metrics (the controller's join here when they exist).
-EXPORTERS = sorted({*REPO.glob("scheduler/**/metrics.py"), *REPO.glob("autoscaler/**/metrics.py")})
+EXPORTERS = sorted({*REPO.glob("scheduler/**/metrics.py"), *REPO.glob("autoscaler/**/metrics.py"),
+                    REPO / "autoscaler/cost/attribution.py"})
 #: Series read from the control plane or Prometheus itself -> who exports them, and their labels.
 EXTERNAL = {"up": ("prometheus", set()),
             "scheduler_schedule_attempts_total": ("kube-scheduler", {"profile", "result"})}
@@ -38,8 +39,9 @@ def exported() -> tuple[set[str], set[str]]:
     for path in EXPORTERS:
         strings |= {n.value for n in ast.walk(ast.parse(path.read_text()))
                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    names = {s for s in strings if re.fullmatch(r"(gpufleet_|DCGM_FI_)[A-Za-z0-9_]+", s)}
-    names |= {f"{n}{suffix}" for n in names for suffix in ("_bucket", "_sum", "_count", "_info")}
+    names = {s for s in strings if re.fullmatch(
+        r"(gpufleet_|DCGM_FI_|node_gpu_|kubecost_|container_gpu_)[A-Za-z0-9_]+", s)}  # gpufleet, DCGM, OpenCost
+    names |= {f"{n}{suffix}" for n in names for suffix in ("_bucket", "_sum", "_count", "_info", "_total")}
     labels = {s for s in strings if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s)}
     rules = yaml.safe_load((REPO / "deploy/monitoring/rules/gpufleet.rules.yaml").read_text())
     names |= {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
