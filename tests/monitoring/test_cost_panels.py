@@ -1,5 +1,6 @@
 """The Cost dashboard and the budget/anomaly alerts on a real Prometheus scraping the real cost exporter
-(autoscaler/cost/attribution.py, served by the agent's HTTP server) over a ledger fed a day of samples.
+(autoscaler/cost/attribution.py, served by the agent's HTTP server) over a ledger fed a day of samples
+and more while Prometheus scrapes.
 
 No running component exports the cost series yet (the controller does not register the collector), so
 this is the Cost dashboard's proof until the local cluster's controller exports them.
@@ -7,6 +8,7 @@ this is the Cost dashboard's proof until the local cluster's controller exports 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -32,27 +34,37 @@ PODS = [(PodRef("trainer-0", "ml-train", "Job/trainer", (("team", "vision"),), "
         (PodRef("batch-0", "batch", "Job/batch", (), "main"), 1, (1, 2, 3), 0.0)]
 
 
+def add_samples(ledger: Ledger, t: float, burst: bool) -> None:
+    """10 minutes of every node's GPUs from ``t``; ``burst``: the third node fills up (more spend)."""
+    for n, node in enumerate(NODES):
+        held = [Holding(pod, gpu, 1.0, activity, 40 * 2**30) for pod, on, gpus, activity in PODS if on == n
+                for gpu in gpus]
+        if burst and n == 2:
+            held += [Holding(PodRef(f"burst-{g}", "ml-train", "Job/burst", (("team", "vision"),)), g, 1.0, 0.8)
+                     for g in range(8)]
+        ledger.add_sample(node, t, 600, held)
+
+
 def _ledger(now: float) -> Ledger:
-    """A day of 10-minute samples; the research notebook idles, the last hours spend more (an anomaly)."""
+    """23 hours of 10-minute samples; the research notebook idles, the last hours spend more."""
     ledger = Ledger(PriceCatalog.default())
-    start = now - 24 * 3600
-    for step in range(24 * 6):
-        t = start + step * 600
-        late = t > now - 3 * 3600
-        for n, node in enumerate(NODES):
-            held = [Holding(pod, gpu, 1.0, activity, 40 * 2**30) for pod, on, gpus, activity in PODS if on == n
-                    for gpu in gpus]
-            if late and n == 2:  # a burst on the third node
-                held += [Holding(PodRef(f"burst-{g}", "ml-train", "Job/burst", (("team", "vision"),)), g, 1.0, 0.8)
-                         for g in range(8)]
-            ledger.add_sample(node, t, 600, held)
+    for step in range(23 * 6):
+        t = now - 24 * 3600 + step * 600
+        add_samples(ledger, t, burst=t > now - 3 * 3600)
     return ledger
 
 
 @pytest.fixture(scope="module")
 def cost_exporter() -> Iterator[int]:
+    """The exporter over the ledger; while it runs, each second charges another 10 minutes (so the
+    counters grow between scrapes, as a running controller's do)."""
     now = time.time()
     ledger = _ledger(now)
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(1.0):
+            add_samples(ledger, time.time() - 600, burst=True)
     registry = CollectorRegistry()
     recs = [WorkloadRecommendation("ml-infer/Deployment/infer", Size("a100", 1, 250), "g5.xlarge", False, 32.8,
                                    1.0, 10.0, 0.3, 86400, 144, "peak memory 10 GiB, activity 0.3")]
@@ -60,7 +72,11 @@ def cost_exporter() -> Iterator[int]:
              BudgetConfig((Budget("vision", 20_000.0), Budget("research", 500.0))), lambda: recs)
     server = WebServer("127.0.0.1", 0, registry, lambda: True)
     server.start()
+    feeder = threading.Thread(target=feed, name="ledger-feed", daemon=True)
+    feeder.start()
     yield server.port
+    stop.set()
+    feeder.join(timeout=5)
     server.stop()
 
 
@@ -108,6 +124,15 @@ def test_the_cost_variables_list_the_ledgers_teams_and_namespaces(cost_prometheu
         values[name] = {s["metric"][label] for s in cost_prometheus.query(expr.replace("$cluster", ".*"))}
     assert values["team"] == {"vision", "research", "search", "unassigned"}
     assert values["namespace"] == {"ml-train", "research", "ml-infer", "batch"}
+
+
+def test_cost_rates_are_positive_and_idle_waste_lands_on_the_idle_teams(cost_prometheus) -> None:
+    by_kind = {s["metric"]["kind"]: float(s["value"][1]) for s in cost_prometheus.query(
+        "sum by (kind) (rate(gpufleet_cost_gpu_usd_total[8s]))")}
+    assert set(by_kind) == {"unallocated", "allocated-idle", "allocated-active"} and min(by_kind.values()) > 0
+    idle = {s["metric"]["team"] for s in cost_prometheus.query(
+        'sum by (team) (rate(gpufleet_cost_team_gpu_usd_total{kind="allocated-idle"}[8s])) > 0')}
+    assert idle == {"research", "unassigned"}  # the idle notebook and the label-less batch job
 
 
 def test_the_budget_panel_shows_the_research_budget_overrun(cost_prometheus) -> None:
