@@ -58,6 +58,8 @@ from gpufleet.scheduler.localcluster.scrape import scrape
 
 TARGET_RATIO = 0.80
 TARGET_FIDELITY = 0.99
+TARGET_EXTENDER_CPU_MS = 1.5  # filter + prioritize + bind (and the extender's watches) per pod
+BIND_TIMEOUT_S = 1.0  # kube-scheduler's httpTimeout towards the extender
 NAMESPACE = "bench"
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -103,6 +105,12 @@ class Result:
     fidelity_detail: str = ""
     timeline: list[tuple[float, int]] = field(default_factory=list)
     layout: str = "shared"
+    binds_over_timeout: int = 0  # extender binds that took longer than kube-scheduler's 1 s
+
+    @property
+    def extender_cpu_ms_per_pod(self) -> float:
+        cpu = self.cpu_s.get("gpufleet-extender")
+        return 1000 * cpu / self.pods if cpu is not None and self.pods else math.nan
 
 
 def pod(i: int, scheduler_name: str = "gpufleet-scheduler") -> dict:
@@ -159,6 +167,9 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str
                 result.extender_s[verb] = latency_percentiles(samples, "gpufleet_extender_request_duration_seconds",
                                                               QUANTILES, verb=verb)
                 result.extender_mean_s[verb] = mean(samples, "gpufleet_extender_request_duration_seconds", verb=verb)
+            name = "gpufleet_extender_request_duration_seconds"
+            within = samples.total(f"{name}_bucket", verb="bind", le=str(BIND_TIMEOUT_S))
+            result.binds_over_timeout = int(samples.total(f"{name}_count", verb="bind") - within)
             decisions = read_decisions(cluster.processes.log_path("gpufleet-extender"))
             measured = fidelity(decisions, {f"{NAMESPACE}/{o.name}": o.node for o in run.outcomes if o.node})
             result.fidelity = measured.share
@@ -190,6 +201,8 @@ def table(without: Result, with_: Result) -> str:
     for verb, percentiles in with_.extender_s.items():
         rows.append((f"extender {verb} p50/p99 (mean) ms", "-",
                      f"{ms(percentiles[0.5])}/{ms(percentiles[0.99])} ({ms(with_.extender_mean_s[verb])})"))
+    rows.append(("extender binds over 1 s", "-", str(with_.binds_over_timeout)))
+    rows.append(("extender CPU ms per pod", "-", f"{with_.extender_cpu_ms_per_pod:.2f}"))
     rows.append(("attempts by result", _fmt(without.attempts), _fmt(with_.attempts)))
     names = sorted(set(without.cpu_s) | set(with_.cpu_s))
     for name in names:
@@ -285,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")
         print(f"placement fidelity: {with_.fidelity:.2%} (target >= {TARGET_FIDELITY:.0%}: "
               f"{'met' if with_.fidelity >= TARGET_FIDELITY else 'NOT met'}); {with_.fidelity_detail}")
+        cpu = statistics.median(r.extender_cpu_ms_per_pod for r in runs["with"])
+        late = max(r.binds_over_timeout for r in runs["with"])
+        print(f"extender CPU per pod (median): {cpu:.2f} ms (target <= {TARGET_EXTENDER_CPU_MS} ms: "
+              f"{'met' if cpu <= TARGET_EXTENDER_CPU_MS else 'NOT met'}); binds over {BIND_TIMEOUT_S:g} s: {late} "
+              f"(target 0: {'met' if late == 0 else 'NOT met'})")
         summary.append({"layout": layout, "nodes": nodes, "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
+                        "extender_cpu_ms_per_pod": cpu, "binds_over_timeout": late,
                         "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
                         "with_pods_per_s": [r.pods_per_s for r in runs["with"]]})
     (args.out / "cluster_throughput.json").write_text(json.dumps(

@@ -2,8 +2,9 @@
 
     python bench/extender_latency.py [--nodes 500,5000] [--requests 2000] [--fill 0.6]
 
-For each cluster size and policy it times the work the server does per request, in-process: decoding
-the JSON body, parsing the ExtenderArgs (a real-shaped Pod and 500 names), scoring the candidate rows,
+For each cluster size and policy it times the work the server does per request, in-process: reading
+the body as the server does (``SchedulingReader``: one typed pass over a real-shaped Pod and 500
+names; each request a new pod, so its Pod is parsed, as in filter, the first verb of a cycle), scoring the candidate rows,
 recording the decision and encoding the reply (each pod's decision is dropped again after timing, so
 the cluster does not fill up). For FGD it also times, in the same run, the kernels (feasibility and
 FGD scores) on the 500 gathered candidate rows against the same kernels on every cached row
@@ -28,7 +29,7 @@ from gpufleet.scheduler import kernels
 from gpufleet.scheduler.extender.app import warm_up
 from gpufleet.scheduler.extender.pods import parse_pod
 from gpufleet.scheduler.extender.scoring import rows_of
-from gpufleet.scheduler.extender.wire import parse_scheduling_args
+from gpufleet.scheduler.extender.wire import SchedulingReader
 from gpufleet.scheduler.policies.fgd import FGDPolicy
 
 
@@ -91,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = [names[(start + k) % count] for k in range(min(args.candidates, count))]
                 bodies.append(json.dumps({"Pod": p, "Nodes": None, "NodeNames": chosen}).encode())
             samples = []
+            reader = SchedulingReader()
             gc.collect()
             for body in bodies:
                 t = time.perf_counter()
-                request = parse_scheduling_args(json.loads(body))
+                request = reader.read(body)
                 extender.prioritize(request)
                 samples.append(time.perf_counter() - t)
                 state.forget(request.pod.uid)

@@ -8,8 +8,10 @@ Each server runs in its own process over the same extender (``--nodes`` cached 8
 GPUs taken; a binder that stands in for the API server and answers after ``--bind-latency-ms``) and
 is driven as kube-scheduler drives it: one kept-alive connection sends filter then prioritize per pod
 (its serial scheduling cycle, 42% of the nodes as candidates, as kube-scheduler's adaptive
-percentage asks at 1,000 nodes), and binds go out on 4 other connections at once (its parallel
-binding cycles). Servers: ``stdlib`` (the extender's ``ThreadingHTTPServer``, one thread per
+percentage asks at 1,000 nodes), and binds go out 4 at once (its parallel binding cycles) over
+connections kept as Go's HTTP client keeps them: at most ``--idle-conns`` idle ones are kept, others
+are closed after their request, so a burst of binds opens new connections (and, with TLS, new
+handshakes). Servers: ``stdlib`` (the extender's ``ThreadingHTTPServer``, one thread per
 connection), ``uvicorn`` (uvloop + httptools, ASGI), ``granian`` (Rust HTTP, RSGI, embedded),
 ``aiohttp`` (its low-level server on uvloop). The async ones run filter and prioritize on the event
 loop and bind in a thread pool, so the API round trip blocks no worker. ``--rounds`` alternates the
@@ -188,16 +190,23 @@ def drive(kind: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         bodies = _bodies(args.warmup + args.pods, args.nodes, seed)
         latency: dict[str, list[float]] = {"filter": [], "prioritize": [], "bind": []}
         binds = ThreadPoolExecutor(4)
-        local = threading.local()
+        idle: list[http.client.HTTPConnection] = []
+        idle_lock = threading.Lock()
 
         def bind(p: dict, node: str) -> None:
-            if not hasattr(local, "conn"):
-                local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with idle_lock:
+                bind_conn = idle.pop() if idle else http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             body = json.dumps({"PodName": p["metadata"]["name"], "PodNamespace": p["metadata"]["namespace"],
                                "PodUID": p["metadata"]["uid"], "Node": node}).encode()
             t = time.perf_counter()
-            _post(local.conn, "/v1/bind", body)
+            _post(bind_conn, "/v1/bind", body)
             latency["bind"].append(time.perf_counter() - t)
+            with idle_lock:
+                keep = len(idle) < args.idle_conns
+                if keep:
+                    idle.append(bind_conn)
+            if not keep:
+                bind_conn.close()
 
         def cycle(p: dict, body: bytes) -> Any:
             t = time.perf_counter()
@@ -282,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200, help="untimed pods first (default 200)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds over all servers (default 2); medians")
     parser.add_argument("--bind-latency-ms", type=float, default=5.0, help="the API server's bind round trip")
+    parser.add_argument("--idle-conns", type=int, default=2,
+                        help="idle bind connections the client keeps, as Go's MaxIdleConnsPerHost (default 2)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -306,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_ + 1} {kind:8} {result['pods_per_s']:7.1f} pods/s "
                   f"{result['cpu_ms_per_pod']:6.3f} ms CPU/pod", flush=True)
     print(f"\n{args.nodes} nodes, {args.pods} pods x {args.rounds} rounds, bind round trip "
-          f"{args.bind_latency_ms:g} ms; load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+          f"{args.bind_latency_ms:g} ms, {args.idle_conns} idle bind connections kept; load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
     base = statistics.median(r["cpu_ms_per_pod"] for r in runs[kinds[0]]) if kinds else 0
     print(f"{'server':10} {'pods/s':>8} {'CPU ms/pod':>11} {'vs ' + kinds[0]:>10} {'filter p50/p99 ms':>18} "
           f"{'prioritize p50/p99':>19} {'bind p50/p99':>14}")
