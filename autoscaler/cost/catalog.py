@@ -23,6 +23,10 @@ GB_TO_MIB = 1e9 / 2**20
 class CatalogError(ValueError):
     """A price table that cannot be read; the message lists every bad cell with its line."""
 
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
 
 @dataclass(frozen=True)
 class InstanceType:

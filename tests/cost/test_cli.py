@@ -78,6 +78,7 @@ def test_the_table_output_shows_the_mapping(trace, capsys):
     (lambda d: ["--utilisation", str(d / "nope.csv"), "--memory", str(d / "memory.csv")], "reading profile series"),
     (lambda d: ["--cloud", "moon"], "no priced types"),
     (lambda d: ["--headroom", "3"], "--headroom"),
+    (lambda d: ["--prices", str(d / "none.csv")], "error: reading price table"),
 ])
 def test_bad_input_is_a_clear_error_not_a_crash(trace, capsys, mutate, message):
     assert main(args(trace, *mutate(trace))) == 2
