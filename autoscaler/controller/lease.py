@@ -116,10 +116,9 @@ class LeaderElector:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {**meta, "annotations": annotations}, "spec": self._spec(lease, now)}
         self._api.put(self.path, body)  # resourceVersion in meta: 409 when someone else wrote first
-        if holder == self.identity:
+        if holder == self.identity and self._leader:
             self._renewed_mono = mono
-            self._leader = True
-        else:
+        else:  # taken over, or ours from before a restart (same pod name): read the old leader's ledger
             self._won(previous, mono)
 
     def _won(self, annotations: dict[str, str], mono: float) -> None:

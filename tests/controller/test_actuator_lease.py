@@ -197,3 +197,15 @@ def test_a_new_leader_reads_the_budget_ledger_the_old_one_wrote() -> None:
     a.release()
     assert b.step()
     assert seen and seen[0][names.RECLAIM_LEDGER] == '[[1,2,"k","r"]]'
+
+
+def test_a_restarted_replica_with_the_same_name_leads_again_and_reads_the_ledger() -> None:
+    api, clock = FakeAPI(), FakeClock()
+    before = LeaderElector(api, "pod-0", LEASE, clock, annotations=lambda: {names.RECLAIM_LEDGER: "[]"})
+    assert before.step()
+    clock.advance(2)
+    before.step()
+    seen: list[dict] = []
+    after = LeaderElector(api, "pod-0", LEASE, clock, on_acquire=seen.append)  # the container restarted
+    assert after.step()
+    assert seen and names.RECLAIM_LEDGER in seen[0]
