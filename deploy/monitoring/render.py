@@ -25,7 +25,7 @@ import panels as dashboards
 SCRAPE_INTERVAL_S = 2.0
 _LEGEND = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _UNITS = {"percent": "%", "percentunit": "ratio", "s": "seconds", "ops": "per second", "reqps": "requests/s",
-          "decmbytes": "MiB", "watt": "W", "celsius": "°C", "short": ""}
+          "decmbytes": "MiB", "watt": "W", "celsius": "°C", "short": "", "currencyUSD": "USD"}
 
 
 def _get(url: str, path: str, params: dict[str, str]) -> list[dict]:

@@ -34,15 +34,15 @@ PODS = [(PodRef("trainer-0", "ml-train", "Job/trainer", (("team", "vision"),), "
         (PodRef("batch-0", "batch", "Job/batch", (), "main"), 1, (1, 2, 3), 0.0)]
 
 
-def add_samples(ledger: Ledger, t: float, burst: bool) -> None:
-    """10 minutes of every node's GPUs from ``t``; ``burst``: the third node fills up (more spend)."""
+def add_samples(ledger: Ledger, t: float, burst: bool, seconds: float = 600) -> None:
+    """``seconds`` of every node's GPUs from ``t``; ``burst``: the third node fills up (more spend)."""
     for n, node in enumerate(NODES):
         held = [Holding(pod, gpu, 1.0, activity, 40 * 2**30) for pod, on, gpus, activity in PODS if on == n
                 for gpu in gpus]
         if burst and n == 2:
             held += [Holding(PodRef(f"burst-{g}", "ml-train", "Job/burst", (("team", "vision"),)), g, 1.0, 0.8)
                      for g in range(8)]
-        ledger.add_sample(node, t, 600, held)
+        ledger.add_sample(node, t, seconds, held)
 
 
 def _ledger(now: float) -> Ledger:
@@ -56,7 +56,7 @@ def _ledger(now: float) -> Ledger:
 
 @pytest.fixture(scope="module")
 def cost_exporter() -> Iterator[int]:
-    """The exporter over the ledger; while it runs, each second charges another 10 minutes (so the
+    """The exporter over the ledger; while it runs, each second is charged as it passes (so the
     counters grow between scrapes, as a running controller's do)."""
     now = time.time()
     ledger = _ledger(now)
@@ -64,7 +64,7 @@ def cost_exporter() -> Iterator[int]:
 
     def feed() -> None:
         while not stop.wait(1.0):
-            add_samples(ledger, time.time() - 600, burst=True)
+            add_samples(ledger, time.time() - 1, burst=True, seconds=1)
     registry = CollectorRegistry()
     recs = [WorkloadRecommendation("ml-infer/Deployment/infer", Size("a100", 1, 250), "g5.xlarge", False, 32.8,
                                    1.0, 10.0, 0.3, 86400, 144, "peak memory 10 GiB, activity 0.3")]
