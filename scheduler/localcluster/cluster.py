@@ -120,6 +120,7 @@ class ClusterInfo:
     #: Prometheus of --monitoring (None without it) and each simulated agent's /metrics port by node.
     prometheus_url: str | None = None
     agent_metrics_ports: dict[str, int] = field(default_factory=dict)
+    controller_metrics_port: int | None = None
     #: The fleet-config repository Flux applies (--gitops), else None.
     git_url: str | None = None
 
@@ -278,6 +279,7 @@ class LocalCluster:
             extender_args=list(options.extender_args) if started_extender else [],
             prometheus_url=watched.prometheus_url if watched else None,
             agent_metrics_ports=watched.agent_metrics_ports if watched else {},
+            controller_metrics_port=watched.controller_metrics_port if watched else None,
             git_url=git.git_url if git else None,
         )
         (self.state_dir / STATE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")

@@ -87,7 +87,7 @@ def test_the_node_variable_lists_every_agents_node_and_the_namespace_variable_th
                                                            .replace("$cluster", ".*"))}
     namespaces = {s["metric"]["namespace"] for s in client.query(panels.variable_expr(queries["namespace"])[0]
                                                                  .replace("$cluster", ".*"))}
-    assert nodes == set(monitored_cluster.agent_metrics_ports)
+    assert nodes == set(monitored_cluster.agent_metrics_ports) and monitored_cluster.controller_metrics_port
     assert namespaces == {"ml-train", "ml-infer"}
 
 
