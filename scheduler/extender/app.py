@@ -24,6 +24,8 @@ from gpufleet.scheduler.extender.nodes import NodeInfo
 from gpufleet.scheduler.extender.placementconfig import RESOURCE as PLACEMENT_RESOURCE
 from gpufleet.scheduler.extender.placementconfig import PlacementPolicies
 from gpufleet.scheduler.extender.pods import ANY_MODEL, PodInfo
+from gpufleet.scheduler.extender.pricecatalogs import RESOURCE as PRICES_RESOURCE
+from gpufleet.scheduler.extender.pricecatalogs import CatalogOverlay, PriceCatalogs
 from gpufleet.scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from gpufleet.scheduler.extender.service import Extender
@@ -51,6 +53,7 @@ class ExtenderApp:
         self.metrics_server = metrics_server
         self.informers = watchers
         self.events = events
+        self.prices: PriceCatalogs | None = None
 
     @classmethod
     def build(cls, host: str, port: int, api: KubeAPI | None, config: ExtenderConfig = ExtenderConfig(), *,
@@ -58,7 +61,7 @@ class ExtenderApp:
               clock: Clock | None = None, catalog: PriceCatalog | None = None,
               mix: WorkloadMix | None = None) -> ExtenderApp:
         clock = clock or SystemClock()
-        catalog = catalog or PriceCatalog.default()
+        catalog = CatalogOverlay(catalog or PriceCatalog.default())  # + PriceCatalog objects, when watched
         standalone = api is None
         state = ClusterState(config.state, clock, resources=("nodes",) if standalone else RESOURCES)
         metrics = ExtenderMetrics(registry)
@@ -68,6 +71,7 @@ class ExtenderApp:
         if api is not None and config.events.rate_per_s > 0:
             events = EventRecorder(api, clock, metrics, config.events)
         placements = PlacementPolicies(patcher=api) if api is not None else None
+        prices = PriceCatalogs(state, catalog, patcher=api) if api is not None else None
         extender = Extender(state, scorer, metrics, catalog=catalog, binder=api, events=events,
                             standalone=standalone, placements=placements)
         server = ExtenderServer(extender, metrics, host, port, config.server)
@@ -79,7 +83,11 @@ class ExtenderApp:
         if placements is not None:  # PlacementPolicy objects, hot (without the CRD: retried, flags apply)
             watchers += [Informer(api, PLACEMENT_RESOURCE, placements, config.informer),
                          Informer(api, "namespaces", placements.namespaces, config.informer)]
-        return cls(extender, server, metrics_server, watchers, events)
+        if prices is not None:
+            watchers.append(Informer(api, PRICES_RESOURCE, prices, config.informer))
+        app = cls(extender, server, metrics_server, watchers, events)
+        app.prices = prices
+        return app
 
     def start(self) -> None:
         started = time.perf_counter()
@@ -89,6 +97,8 @@ class ExtenderApp:
             self.events.start()
         if self.extender.placements is not None:
             self.extender.placements.start()
+        if self.prices is not None:
+            self.prices.start()
         for informer in self.informers:
             informer.start()
         self.server.start()
@@ -100,6 +110,8 @@ class ExtenderApp:
             informer.stop()
         if self.extender.placements is not None:
             self.extender.placements.stop()
+        if self.prices is not None:
+            self.prices.stop()
         self.server.stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()

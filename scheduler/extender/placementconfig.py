@@ -89,7 +89,7 @@ class PlacementPolicies:
         self._seen: dict[str, tuple[int, Any]] = {}  # name -> (generation, spec) last evaluated
         self._labels: dict[str, dict[str, str]] = {}
         self._identity = identity
-        self._writer = _StatusWriter(patcher) if patcher is not None else None
+        self._writer = StatusWriter(patcher) if patcher is not None else None
         self.namespaces = _NamespaceLabels(self)
 
     # ---- the placementpolicies sink ------------------------------------------------------------
@@ -183,11 +183,13 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
-class _StatusWriter:
-    """Writes the newest status per object on a thread of its own; a failed write is retried twice."""
+class StatusWriter:
+    """Writes the newest status per object of ``resource`` (a collection path) on a thread of its own;
+    a failed write is retried twice."""
 
-    def __init__(self, patcher: StatusPatcher, attempts: int = 3) -> None:
+    def __init__(self, patcher: StatusPatcher, resource: str = RESOURCE, attempts: int = 3) -> None:
         self._patcher = patcher
+        self._resource = resource
         self._attempts = attempts
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -201,7 +203,7 @@ class _StatusWriter:
         self._wake.put(True)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpufleet-placement-status", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="gpufleet-status-writer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -219,9 +221,10 @@ class _StatusWriter:
     def _write(self, name: str, status: dict[str, Any]) -> None:
         for attempt in range(1, self._attempts + 1):
             try:
-                self._patcher.patch(f"{RESOURCE}/{name}/status", {"status": status})
+                self._patcher.patch(f"{self._resource}/{name}/status", {"status": status})
                 return
             except (KubeAPIError, OSError, ValueError) as err:
-                log.warning("placementpolicy=%s status write %d/%d failed: %s", name, attempt, self._attempts, err)
+                log.warning("object=%s/%s status write %d/%d failed: %s", self._resource, name, attempt,
+                            self._attempts, err)
                 if self._stop.wait(0.5 * attempt):
                     return

@@ -82,6 +82,11 @@ class ClusterState:
     def node_count(self) -> int:
         return len(self._nodes)
 
+    def node_infos(self) -> list[NodeInfo]:
+        """Every node as last parsed (a copy of the list; for re-pricing)."""
+        with self.lock:
+            return list(self._nodes.values())
+
     def replace_nodes(self, infos: Iterable[NodeInfo]) -> None:
         with self.lock:
             self._nodes = {i.name: i for i in infos}

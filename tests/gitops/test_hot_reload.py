@@ -158,3 +158,26 @@ def test_a_changed_policy_applies_within_5_s_and_a_stalled_one_keeps_the_last_go
     finally:
         kubectl_run(kubectl, local_cluster, "delete", "placementpolicy", name, "--ignore-not-found", check=False)
         loader.delete_namespace(namespace)
+
+
+def test_a_price_catalog_is_applied_by_the_running_extender(local_cluster, kubectl, crds, k8s_api_client):
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(k8s_api_client)
+    name = f"prices-{uuid.uuid4().hex[:6]}"
+    body = {"apiVersion": "gpufleet.io/v1alpha1", "kind": "PriceCatalog", "metadata": {"name": name},
+            "spec": {"instances": [{"instanceType": "p4de.24xlarge", "onDemandPerHour": 30.0, "spotPerHour": 12.0}]}}
+    objects.create_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", body)
+    try:
+        def observed(generation: int) -> dict | None:
+            obj = objects.get_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", name)
+            return obj if (obj.get("status") or {}).get("observedGeneration") == generation else None
+
+        deadline = time.monotonic() + 60
+        while (applied := observed(1)) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert applied is not None, "the extender did not report the PriceCatalog"
+        assert conditions(applied)["Ready"] == ("True", "Applied")
+        assert "1 instance prices in effect" in applied["status"]["conditions"][0]["message"]
+    finally:
+        objects.delete_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", name)
