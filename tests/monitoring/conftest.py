@@ -137,8 +137,9 @@ def monitored_cluster(tmp_path_factory: pytest.TempPathFactory, prometheus_binar
     missing = missing_binaries(default_bin_dir())
     if missing:
         _missing(f"local-cluster binaries missing ({', '.join(missing)}): {BUILD_HINT}")
-    cluster = LocalCluster(ClusterOptions(state_dir=tmp_path_factory.mktemp("monitored-cluster"), nodes=NODES,
-                                          timeout_s=180.0, monitoring=True, agents=NODES))
+    state_dir = tmp_path_factory.mktemp("monitored-cluster")
+    cluster = LocalCluster(ClusterOptions(state_dir=state_dir, nodes=NODES, timeout_s=180.0, monitoring=True,
+                                          agents=NODES))
     info = cluster.up()
     try:
         with PodLoader(info.kubeconfig) as loader:
@@ -161,3 +162,21 @@ def monitored_cluster(tmp_path_factory: pytest.TempPathFactory, prometheus_binar
         yield info
     finally:
         cluster.down()
+    leftovers = _processes_mentioning(str(state_dir))
+    assert not leftovers, f"processes left behind after cluster down: {leftovers}"
+
+
+def _processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line contains ``text`` (every component names the state folder)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found[int(entry.name)] = cmdline[:200]
+    return found
