@@ -181,12 +181,14 @@ class Plan:
 
 
 def plan(pods: Sequence[Sequence[PodRequest]], value: Sequence[float], types: Sequence[InstanceType],
-         spot: bool = False, window: int = FILL_WINDOW, rescan_every: int = RESCAN_EVERY) -> Plan:
+         spot: bool = False, window: int = FILL_WINDOW, rescan_every: int = RESCAN_EVERY,
+         order: Sequence[int] | None = None) -> Plan:
     """Greedy variable-size bin packing of ``pods`` onto ``types`` (see the module docstring).
     ``value[i]`` is pod i's demand in $/h (its cheapest dominant-share price). Every type is tried
     for the first node and then every ``rescan_every`` nodes; in between only the ``SHORTLIST`` types
-    that did best at the last full scan (the remaining pods change slowly, largest first)."""
-    remaining = sorted(range(len(pods)), key=lambda i: (-value[i], i))
+    that did best at the last full scan (the remaining pods change slowly, largest first). ``order``
+    replaces the largest-value-first order in which pods are offered."""
+    remaining = list(order) if order is not None else sorted(range(len(pods)), key=lambda i: (-value[i], i))
     nodes: list[tuple[InstanceType, tuple[int, ...]]] = []
     unplaceable: list[int] = []
     shortlist: list[InstanceType] = []

@@ -4,7 +4,8 @@ mix, and compare with Karpenter's rule on the requests.
 1. Each workload is sized on every GPU model that holds it (``sizing.options``), cheapest first; a
    node of any of those models can take it at that model's size.
 2. The pods alive at peak concurrent GPU demand (requests, trace times) are packed by ``fleet.plan``
-   onto the catalog (on-demand and spot pods apart); the scheduler's policy then places them on that
+   onto the catalog (on-demand and spot pods apart), offered in each of ``ORDERS`` (the cheapest mix
+   wins; see ``_plan_peak``); the scheduler's policy then places them on that
    mix, largest first (as consolidation would repack them), and pods it cannot place are planned
    again and added (``repair_rounds``).
 3. Shortfall: the peak pods that still fit nowhere on the mix, plus pods no catalog GPU holds. For
@@ -35,6 +36,11 @@ from gpufleet.autoscaler.cost.sizing import (
     recommend_workload,
 )
 from gpufleet.scheduler.model import PodRequest
+
+#: Orders in which the planner is offered the peak pods (largest $ first, most GPU, most CPU); the
+#: cheapest resulting mix wins. Peaks above MULTI_START_MAX pods use the first only (time).
+ORDERS = ("value", "gpu", "cpu")
+MULTI_START_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -129,19 +135,17 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
     requests, values, spot = sized_requests(workloads, catalog, opts.sizing)
     at_peak = peak_pods(workloads, arrivals, departures)
     at_peak = np.array(sorted(at_peak, key=lambda i: (-values[i], i)), dtype=np.int64)  # largest first
-    gpu_types = [t for t in catalog.types if t.gpu_count >= 1]
-    mix: list[tuple[InstanceType, bool]] = []
-    todo = [int(i) for i in at_peak if requests[i]]
-    for _ in range(opts.repair_rounds + 1):
-        for capacity in (False, True):
-            group = [i for i in todo if spot[i] == capacity]
-            chosen = plan([requests[i] for i in group], [values[i] for i in group], gpu_types, capacity)
-            mix += [(t, capacity) for t, _ in chosen.nodes]
-        fleet = _fleet(mix, catalog, opts.policy)
-        todo = [i for i in pack(fleet, at_peak, requests) if requests[i]]
-        if not todo:
-            break
-    failed = pack(_fleet(mix, catalog, opts.policy), at_peak, requests)
+    orders = ORDERS if len(at_peak) <= MULTI_START_MAX else ORDERS[:1]
+    best: tuple[int, float, list[tuple[InstanceType, bool]]] | None = None
+    for order in orders:
+        mix = _plan_peak(at_peak, requests, values, spot, catalog, opts, order)
+        failed = pack(_fleet(mix, catalog, opts.policy), at_peak, requests)
+        key = (len(failed), sum(t.price(s) for t, s in mix))
+        if best is None or key < best[:2]:
+            best = (*key, mix)
+    mix = best[2]
+    fleet = _fleet(mix, catalog, opts.policy)
+    failed = pack(fleet, at_peak, requests)
     whole_trace = replay(_fleet(mix, catalog, opts.policy), requests, arrivals, departures).failed
     base = baseline(baseline_requests or [_request(w, catalog) for w in workloads], arrivals, departures, catalog,
                     opts.policy)
@@ -152,6 +156,34 @@ def recommend_fleet(workloads: Sequence[Workload], arrivals: np.ndarray, departu
         baseline_usd_per_hour=base.peak_usd_per_hour, baseline_mean_usd_per_hour=base.mean_usd_per_hour,
         baseline_node_types=base.node_types_at_peak, baseline_shortfall=base.failed,
         nodepools=nodepool_patches(fleet.node_types()), workloads=recs)
+
+
+def _plan_peak(at_peak: np.ndarray, requests, values, spot, catalog: Catalog, opts: FleetOptions,
+               order: str) -> list[tuple[InstanceType, bool]]:
+    """Plan the peak pods (offered in ``order``), place them with the scheduler's policy and plan the
+    ones it could not place again, up to ``repair_rounds`` times; the mix."""
+    gpu_types = [t for t in catalog.types if t.gpu_count >= 1]
+    mix: list[tuple[InstanceType, bool]] = []
+    todo = [int(i) for i in at_peak if requests[i]]
+    for _ in range(opts.repair_rounds + 1):
+        for capacity in (False, True):
+            group = [i for i in todo if spot[i] == capacity]
+            keys = [_order_key(order, requests[i][0], values[i], i) for i in group]
+            chosen = plan([requests[i] for i in group], [values[i] for i in group], gpu_types, capacity,
+                          order=sorted(range(len(group)), key=keys.__getitem__))
+            mix += [(t, capacity) for t, _ in chosen.nodes]
+        todo = [i for i in pack(_fleet(mix, catalog, opts.policy), at_peak, requests) if requests[i]]
+        if not todo:
+            break
+    return mix
+
+
+def _order_key(order: str, pod: PodRequest, value: float, i: int) -> tuple:
+    if order == "gpu":
+        return (-pod.total_gpu_milli, -value, i)
+    if order == "cpu":
+        return (-pod.cpu_milli, -value, i)
+    return (-value, i)
 
 
 def _fleet(mix: Sequence[tuple[InstanceType, bool]], catalog: Catalog, policy: str) -> Fleet:
