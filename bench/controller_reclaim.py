@@ -135,7 +135,7 @@ def latency(api: KubernetesAPI, args: argparse.Namespace, tmp: Path) -> None:
     # the controller logs each action's delay after the notice, measured on its own clock
     delays = [float(m) for m in re.findall(r"result=done .*? delay_s=([0-9.]+)", (tmp / "controller.log").read_text())]
     print(f"latency: {len(zero)}/{args.workloads} Deployments scaled to 0, {len(delays)} actions logged; "
-          f"pass interval 5 s, bucket 30 s (defaults), notice {NOTICE_S:g} s, window 10 s")
+          f"pass interval 5 s, bucket 60 s (defaults), notice {NOTICE_S:g} s, window 10 s")
     print("| workloads | p50 delay s | p99 delay s | max delay s | controller CPU s | controller peak RSS MiB |")
     print("|---|---|---|---|---|---|")
     if delays:

@@ -49,7 +49,7 @@ class AllowedWindow:
 class SamplesConfig:
     """Per-GPU sample buffers: agents' 1 Hz samples folded into ``bucket_s`` buckets, kept ``history_s``."""
 
-    bucket_s: float = 30.0  # max utilisation / last memory per bucket, s
+    bucket_s: float = 60.0  # max utilisation / last memory per bucket, s (GenTD26 samples every 57 s)
     history_s: float = 6 * 3600.0  # how far back the idle-span history goes, s
     history_every_s: float = 300.0  # how often the idle-span history is rebuilt (in the background), s
 

@@ -45,8 +45,8 @@ class NodeState:
 class _Ring:
     """Bucketed samples of one pod's GPU: grows by doubling up to ``capacity``, then wraps.
 
-    Compact columns (8 + 1 + 4 + 4 + 2 bytes a bucket): a fleet of 8,000 GPUs with 6 h of 30-s buckets
-    holds about 110 MB.
+    Compact columns (8 + 1 + 4 + 4 + 2 bytes a bucket): a fleet of 8,000 GPUs with 6 h of 60-s buckets
+    holds about 55 MB.
     """
 
     __slots__ = ("bucket", "capacity", "head", "last_seen", "m", "n", "p", "size", "t", "u")
