@@ -41,6 +41,7 @@ class ExistingRun:
     lift_per_s: float  # how fast the gates came off (an upper bound on what can be measured)
     latency_s: dict[float, float]  # gate lifted -> bound
     namespace: str
+    nodes_used: frozenset[str] = frozenset()  # where the pods were bound
 
 
 def _node_specs(count: int, run_id: str) -> list[Any]:
@@ -109,6 +110,7 @@ def run_existing(kubeconfig: Path, nodes: int, pods: list[dict[str, Any]], say: 
                 times = watch.times()
             finally:
                 watch.stop()
+            used = frozenset(p["spec"].get("nodeName") for p in loader.list_pods(namespace) if p["spec"].get("nodeName"))
             binds = sorted(times.values())
             span = binds[-1] - binds[0] if len(binds) > 1 else float("nan")
             waits = sorted(times[n] - lifted[n] for n in times if n in lifted)
@@ -117,7 +119,7 @@ def run_existing(kubeconfig: Path, nodes: int, pods: list[dict[str, Any]], say: 
                 pods_per_s=(len(binds) - 1) / span if span and span > 0 else float("nan"),
                 seconds=(binds[-1] - started) if binds else float("nan"), lift_per_s=len(pods) / lift_s,
                 latency_s={q: waits[min(len(waits) - 1, int(q * len(waits)))] for q in (0.5, 0.9, 0.99)} if waits
-                else {}, namespace=namespace)
+                else {}, namespace=namespace, nodes_used=used)
         finally:
             say(f"[existing cluster] removing namespace {namespace} and the {nodes} nodes")
             loader.delete_namespace(namespace, timeout_s=300)
