@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -222,7 +223,10 @@ def main() -> int:
     args = parser.parse_args()
     api = KubernetesAPI.connect(args.kubeconfig)
     tmp = Path(tempfile.mkdtemp(prefix="gpufleet-bench-ctl-"))
-    (latency if args.part == "latency" else fleet_cost)(api, args, tmp)
+    try:
+        (latency if args.part == "latency" else fleet_cost)(api, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,6 +261,7 @@ def scene(local_cluster: Any) -> Iterator[Scene]:
             except KubeAPIError:
                 pass
         api.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _events(s: Scene, reason: str, name: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
