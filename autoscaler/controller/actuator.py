@@ -271,7 +271,7 @@ class Actuator:
         if result is Result.DONE:
             message = (f"{action.kind} {action.root.key}: {action.gpus} idle GPU(s) freed; idle since "
                        f"{format_time(first.idle_since or 0)}, notice ended {format_time(action.due_at)}. "
-                       f"Undo: gpufleet controller undo {action.root.key}. {evidence(first)}")
+                       f"Undo: gpufleet reclaim undo {action.root.key}. {evidence(first)}")
             for p in action.pods:
                 self._pod_event(p, "IdleGPUReclaimed", message, warning=True)
             if action.root.kind != "Pod":

@@ -3,7 +3,7 @@
 Only pods that opt in (gpufleet.io/reclaim on the pod or its namespace: report, notify, scale-to-zero,
 evict) are looked at. Every replica observes; the holder of the leader Lease gives notice
 (gpufleet.io/idle-since + an Event) and, after the notice period, scales the workload to zero,
-suspends the Job or evicts the pod (PDBs honoured). Undo: gpufleet controller undo NAMESPACE/KIND/NAME.
+suspends the Job or evicts the pod (PDBs honoured). Undo: gpufleet reclaim undo NAMESPACE/KIND/NAME.
 Exit status: 0 after SIGTERM/SIGINT, 2 for invalid settings, 3 when the API server cannot be reached.
 """
 
@@ -40,18 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or None,
                         help="namespace of the leader Lease (default $POD_NAMESPACE, else the config's)")
     parser.add_argument("--ready-file", metavar="PATH", help="write {pid, metrics_port} as JSON here once serving")
-    from gpufleet.autoscaler.controller import undo
-
-    sub = parser.add_subparsers(dest="controller_action", metavar="undo")
-    undo.add_arguments(sub.add_parser("undo", help="restore a workload the controller reclaimed",
-                                      description=undo.__doc__))
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "controller_action", None) == "undo":
-        from gpufleet.autoscaler.controller import undo
-
-        return undo.run(args)
     from dataclasses import replace
 
     from prometheus_client import CollectorRegistry

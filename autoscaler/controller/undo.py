@@ -1,4 +1,4 @@
-"""``gpufleet controller undo NAMESPACE/KIND/NAME``: give a reclaimed workload back what it had.
+"""``gpufleet reclaim undo NAMESPACE/KIND/NAME``: give a reclaimed workload back what it had.
 
 Deployment / StatefulSet / ReplicaSet: the scale subresource back to the replica count kept in
 ``gpufleet.io/reclaimed-replicas``; Job: ``spec.suspend: false``. The reclaim annotations are removed in
@@ -87,21 +87,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         parse_target(args.target)
     except UndoError as err:
-        print(f"gpufleet controller undo: {err}", file=sys.stderr)
+        print(f"gpufleet reclaim undo: {err}", file=sys.stderr)
         return 2
     try:
         api = KubernetesAPI.connect(args.kubeconfig or os.environ.get("KUBECONFIG") or None,
                                     user_agent="gpufleet-controller-undo")
     except KubeAPIError as err:
-        print(f"gpufleet controller undo: {err}", file=sys.stderr)
+        print(f"gpufleet reclaim undo: {err}", file=sys.stderr)
         return 3
     try:
         print(undo(api, args.target))
     except UndoError as err:
-        print(f"gpufleet controller undo: {err}", file=sys.stderr)
+        print(f"gpufleet reclaim undo: {err}", file=sys.stderr)
         return 2
     except KubeAPIError as err:
-        print(f"gpufleet controller undo: {err}", file=sys.stderr)
+        print(f"gpufleet reclaim undo: {err}", file=sys.stderr)
         return 3
     finally:
         api.close()

@@ -1,6 +1,7 @@
 """gpufleet reclaim: replay a GPU utilisation trace through the reclaim decision (the controller's own code).
 
   gpufleet reclaim backtest --utilisation FILE [--memory FILE] [--window 30m] [--threshold 1] [--json]
+  gpufleet reclaim undo NAMESPACE/KIND/NAME     (give a workload the controller reclaimed its replicas back)
 
 The trace is in GenTD26's layout (``value,timestamp_anon,container_ip``, gzip allowed; columns found by
 header name). ``policy`` is gpufleet's default policy (the idle-span forecast), ``baseline`` is
@@ -61,11 +62,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bt.add_argument("--horizon", type=duration, default=duration("30m"), metavar="DURATION",
                     help="the policy acts when the idle span will likely last this much longer (default 30m)")
     bt.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    from gpufleet.autoscaler.controller import undo  # the CLI is an edge: it may reach the actuator
+
+    undo.add_arguments(sub.add_parser("undo", help="restore a workload the controller reclaimed",
+                                      description=undo.__doc__))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.reclaim_command == "backtest":
         return _backtest(args)
+    if args.reclaim_command == "undo":
+        from gpufleet.autoscaler.controller import undo
+
+        return undo.run(args)
     raise AssertionError(args.reclaim_command)
 
 
