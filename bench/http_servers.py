@@ -1,7 +1,8 @@
 """The extender's verbs behind different HTTP servers, side by side in one run: server CPU per pod
 (filter + prioritize + bind), pods/s and client-side latency per verb.
 
-    python bench/http_servers.py [--servers stdlib,uvicorn,granian,aiohttp] [--nodes 1000] [--pods 1500]
+    python bench/http_servers.py [--servers stdlib-json,stdlib,uvicorn,granian,aiohttp] [--nodes 1000]
+                                 [--pods 1500]
                                  [--rounds 2] [--bind-latency-ms 5]
 
 Each server runs in its own process over the same extender (``--nodes`` cached 8-GPU nodes, 30% of
@@ -12,7 +13,8 @@ percentage asks at 1,000 nodes), and binds go out 4 at once (its parallel bindin
 connections kept as Go's HTTP client keeps them: at most ``--idle-conns`` idle ones are kept, others
 are closed after their request, so a burst of binds opens new connections (and, with TLS, new
 handshakes). Servers: ``stdlib`` (the extender's ``ThreadingHTTPServer``, one thread per
-connection), ``uvicorn`` (uvloop + httptools, ASGI), ``granian`` (Rust HTTP, RSGI, embedded),
+connection), ``stdlib-json`` (the same server as it was before: the stdlib's email-based header
+parser and Date formatting, ``json`` for bodies and replies, each Pod parsed by every verb), ``uvicorn`` (uvloop + httptools, ASGI), ``granian`` (Rust HTTP, RSGI, embedded),
 ``aiohttp`` (its low-level server on uvloop). The async ones run filter and prioritize on the event
 loop and bind in a thread pool, so the API round trip blocks no worker. ``--rounds`` alternates the
 servers that many times (load on a shared machine drifts); the table shows medians.
@@ -40,7 +42,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SERVERS = ("stdlib", "uvicorn", "granian", "aiohttp")
+SERVERS = ("stdlib-json", "stdlib", "uvicorn", "granian", "aiohttp")
 TARGET_CPU_MS = 1.5
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -82,14 +84,30 @@ def _timed(verb, body: bytes) -> tuple[int, bytes]:
     return code, out
 
 
+def _as_before(server) -> None:
+    """This process's extender server as it was before msgspec and the lean header reader."""
+    from http.server import BaseHTTPRequestHandler
+
+    from gpufleet.scheduler.extender import server as module
+    from gpufleet.scheduler.extender import wire
+
+    module._Handler.parse_request = BaseHTTPRequestHandler.parse_request
+    module._Handler.date_time_string = BaseHTTPRequestHandler.date_time_string
+    wire._dumps = lambda value: json.dumps(value, separators=(",", ":")).encode()
+    for verb in server._server.verbs.values():
+        verb.read = None
+
+
 def serve(args: argparse.Namespace) -> None:
     """One server on 127.0.0.1:args.port until killed."""
     extender, metrics, verbs = _verbs(args)
     kind = args.serve
-    if kind == "stdlib":
+    if kind in ("stdlib", "stdlib-json"):
         from gpufleet.scheduler.extender.server import ExtenderServer
 
         server = ExtenderServer(extender, metrics, "127.0.0.1", args.port)
+        if kind == "stdlib-json":
+            _as_before(server)
         server.start()
         threading.Event().wait()
     pool = ThreadPoolExecutor(16, thread_name_prefix="bind")
@@ -275,7 +293,7 @@ def _connect(port: int, server: subprocess.Popen, timeout_s: float = 120.0) -> h
 
 
 def _available(kind: str) -> bool:
-    modules = {"stdlib": [], "uvicorn": ["uvicorn", "uvloop", "httptools"], "granian": ["granian", "uvloop"],
+    modules = {"stdlib": [], "stdlib-json": [], "uvicorn": ["uvicorn", "uvloop", "httptools"], "granian": ["granian", "uvloop"],
                "aiohttp": ["aiohttp", "uvloop"]}[kind]
     import importlib.util
 
@@ -319,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.nodes} nodes, {args.pods} pods x {args.rounds} rounds, bind round trip "
           f"{args.bind_latency_ms:g} ms, {args.idle_conns} idle bind connections kept; load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
     base = statistics.median(r["cpu_ms_per_pod"] for r in runs[kinds[0]]) if kinds else 0
-    print(f"{'server':10} {'pods/s':>8} {'CPU ms/pod':>11} {'vs ' + kinds[0]:>10} {'filter p50/p99 ms':>18} "
+    print(f"{'server':10} {'pods/s':>8} {'CPU ms/pod':>11} {'vs ' + kinds[0]:>15} {'filter p50/p99 ms':>18} "
           f"{'prioritize p50/p99':>19} {'bind p50/p99':>14}")
     for kind in kinds:
         cpu = statistics.median(r["cpu_ms_per_pod"] for r in runs[kind])
@@ -327,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         row = " ".join(f"{'/'.join(f'{v:.2f}' for v in middle[f'{verb}_ms']):>{w}}"
                        for verb, w in (("filter", 18), ("prioritize", 19), ("bind", 14)))
         print(f"{kind:10} {statistics.median(r['pods_per_s'] for r in runs[kind]):8.1f} {cpu:11.3f} "
-              f"{cpu / base:10.2f} {row}")
+              f"{cpu / base:15.2f} {row}")
     best = min(kinds, key=lambda k: statistics.median(r["cpu_ms_per_pod"] for r in runs[k]))
     print(f"least CPU per pod: {best}")
     return 0
