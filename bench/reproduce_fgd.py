@@ -197,8 +197,7 @@ def render(table: list[dict], results: list[dict], wall: float, args) -> str:
               "(policies without published numbers count as within)."]
     policies = sorted({r["policy"] for r in results})
     if "fgd" in policies and STRAND in policies:
-        lines += ["", *side_by_side(results, [t for t in TRACES if any(r["trace"] == t for r in results)],
-                                    args.seeds)]
+        lines += ["", *side_by_side(results, list(dict.fromkeys(r["trace"] for r in results)), args.seeds)]
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,9 @@ Three per-node measures, all in milli-GPU, so they add up (see docs/designs/012-
   from the mix and the first one that fits a GPU takes it (``waste_tables`` holds that value per GPU
   model, per "which tasks still fit the node's free CPU", per free milli of one GPU);
 - S_n, stranded GPU: idle GPU milli the node's free CPU cannot feed at the mix's CPU per GPU-milli
-  (``rho``), ``max(0, idle - cpu_free / rho)``.
+  (``rho``), ``max(0, idle - cpu_free / rho)``. Only its growth counts unless ``relief`` is set: a
+  CPU-light pod would otherwise be drawn to every node below the mix's CPU ratio, empty ones included,
+  and break up the whole nodes multi-GPU pods need.
 
 No I/O here. Each kernel has a plain-Python twin in ``scheduler.reference`` and a differential test.
 """
@@ -101,13 +103,14 @@ def _stranded(g, cpu_free, rho):
 
 @njit(cache=True, nogil=True)
 def _delta(hyp, cpu_after, model, before_frag, before_waste, before_strand, mix_cpu, mix_milli, mix_num,
-           mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead, stranding, rho):
+           mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead, stranding, rho, relief):
     d = _node_frag(hyp, cpu_after, model, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level,
                    scratch) - before_frag
     if lookahead != 0.0:
         d += lookahead * (_node_waste(waste, cpu_levels, hyp, cpu_after, model) - before_waste)
     if stranding != 0.0:
-        d += stranding * (_stranded(hyp, cpu_after, rho) - before_strand)
+        grown = _stranded(hyp, cpu_after, rho) - before_strand
+        d += stranding * (grown if relief or grown > 0.0 else 0.0)
     return d
 
 
@@ -120,7 +123,7 @@ def _score(delta):
 @njit(cache=True, nogil=True)
 def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli,
                    mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch,
-                   waste, cpu_levels, lookahead, stranding, rho, out_score, out_gpu):
+                   waste, cpu_levels, lookahead, stranding, rho, relief, out_score, out_gpu):
     width = gpu_free.shape[1]
     hyp = np.empty(width, dtype=gpu_free.dtype)
     share = num == 1 and milli < 1000
@@ -150,7 +153,7 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                 hyp[i] -= milli
                 s = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli, mix_num,
                                   mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead,
-                                  stranding, rho))
+                                  stranding, rho, relief))
                 hyp[i] += milli
                 if s > best:
                     best = s
@@ -165,7 +168,7 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                 hyp[pick] -= milli
             out_score[n] = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli,
                                          mix_num, mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels,
-                                         lookahead, stranding, rho))
+                                         lookahead, stranding, rho, relief))
 
 
 def node_waste(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, tables: WasteTables) -> np.ndarray:
@@ -186,11 +189,12 @@ def stranded(gpu_free: np.ndarray, cpu_free: np.ndarray, rho: float) -> np.ndarr
 
 def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, feasible: np.ndarray,
                   frag_before: np.ndarray, cpu: int, num: int, milli: int, mix: MixArrays, tables: WasteTables,
-                  lookahead: float, stranding: float, rho: float) -> tuple[np.ndarray, np.ndarray]:
+                  lookahead: float, stranding: float, rho: float,
+                  relief: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Score of placing the pod on each node: (score float64[N], share GPU int32[N]).
 
-    delta = dF + lookahead * dV + stranding * dS (milli-GPU); score = int(sigmoid(-delta / 1000) * 100),
-    -1 where infeasible. A GPU-sharing pod tries every GPU with room; the first with the best score wins.
+    delta = dF + lookahead * dV + stranding * dS (milli-GPU), dS clipped at 0 unless ``relief``;
+    score = int(sigmoid(-delta / 1000) * 100), -1 where infeasible. A GPU-sharing pod tries every GPU with room; the first with the best score wins.
     """
     _check(gpu_free, cpu_free, model, feasible, frag_before)
     n = gpu_free.shape[0]
@@ -198,5 +202,6 @@ def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray,
     gpu = np.empty(n, dtype=np.int32)
     _strand_scores(gpu_free, cpu_free.astype(np.int64, copy=False), model.astype(np.int32, copy=False), feasible,
                    frag_before, np.int64(cpu), np.int32(num), np.int32(milli), *mix, _scratch(gpu_free, mix),
-                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), score, gpu)
+                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), bool(relief), score,
+                   gpu)
     return score, gpu

@@ -127,8 +127,10 @@ def stranded(gpus: Sequence[int], cpu_free: int, rho: float) -> float:
 
 
 def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli, mix: MixArrays,
-                  lookahead: float, stranding: float, rho: float) -> tuple[list[float], list[int]]:
-    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS."""
+                  lookahead: float, stranding: float, rho: float,
+                  relief: bool = False) -> tuple[list[float], list[int]]:
+    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS, where dS
+    counts only growth unless ``relief``."""
 
     def delta(before: list[int], after: list[int], n: int) -> float:
         cpu_after = int(cpu_free[n]) - cpu
@@ -137,7 +139,8 @@ def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mi
             d += lookahead * (node_waste(after, cpu_after, int(model[n]), mix)
                               - node_waste(before, int(cpu_free[n]), int(model[n]), mix))
         if stranding != 0.0:
-            d += stranding * (stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho))
+            grown = stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho)
+            d += stranding * (grown if relief or grown > 0.0 else 0.0)
         return d
 
     def score(d: float) -> float:

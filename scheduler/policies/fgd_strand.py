@@ -36,10 +36,12 @@ NAME = "fgd-strand"
 @dataclass(frozen=True)
 class StrandOptions:
     """Weights (dimensionless, on milli-GPU terms) of the look-ahead dV and of the stranded GPU dS
-    added to FGD's dF. Chosen once on seeds 42..46 of all traces (design note), never per trace."""
+    added to FGD's dF, chosen on design seeds (design note), never per trace. ``relief``: also reward a
+    placement that lowers S (measured worse: it breaks up the whole nodes multi-GPU pods need)."""
 
     lookahead: float = 0.25
     stranding: float = 1.0
+    relief: bool = False
 
 
 def cpu_per_gpu_milli(mix: WorkloadMix) -> float:
@@ -83,4 +85,4 @@ class StrandPolicy:
         which passes only the candidate rows."""
         return kernels_strand.strand_scores(gpu_free, cpu_free, model, ok, frag_before, pod.cpu_milli,
                                             pod.num_gpu, pod.gpu_milli, mix, tables, self.options.lookahead,
-                                            self.options.stranding, self.rho)
+                                            self.options.stranding, self.rho, self.options.relief)

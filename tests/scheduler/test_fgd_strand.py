@@ -45,8 +45,8 @@ def test_stranded_matches_reference(cluster, rho):
 
 
 @SETTINGS
-@given(cluster=clusters(), pod=pods(), mix=mixes(), lookahead=WEIGHTS, stranding=WEIGHTS)
-def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding):
+@given(cluster=clusters(), pod=pods(), mix=mixes(), lookahead=WEIGHTS, stranding=WEIGHTS, relief=st.booleans())
+def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding, relief):
     arrays = mix.arrays(cluster)
     ok = kernels.feasible_nodes(cluster.gpu_free, cluster.cpu_free, cluster.memory_free, cluster.gpu_model,
                                 pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli,
@@ -55,10 +55,26 @@ def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahe
     rho = cpu_per_gpu_milli(mix)
     args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
             pod.gpu_milli, arrays)
-    fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho)
-    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho)
+    fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho,
+                                                        relief)
+    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho, relief)
     np.testing.assert_allclose(fast_score, slow_score, rtol=1e-12, atol=1e-9)
     assert fast_gpu.tolist() == slow_gpu
+
+
+@SETTINGS
+@given(cluster=clusters(), pod=pods(), mix=mixes())
+def test_stranding_only_ever_lowers_a_score_unless_relief_is_rewarded(cluster, pod, mix):
+    arrays = mix.arrays(cluster)
+    ok = kernels.feasible_nodes(cluster.gpu_free, cluster.cpu_free, cluster.memory_free, cluster.gpu_model,
+                                pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli,
+                                cluster.model_mask(pod.gpu_models))
+    before = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, arrays)
+    args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
+            pod.gpu_milli, arrays, tables(mix, cluster), 0.25)
+    without, _ = kernels_strand.strand_scores(*args, 0.0, 1.0)
+    penalised, _ = kernels_strand.strand_scores(*args, 1.0, 1.0)
+    assert (penalised <= without).all()
 
 
 def test_without_the_new_terms_the_scores_are_fgds():
