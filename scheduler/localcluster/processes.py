@@ -63,6 +63,16 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line contains ``text`` (every component names its state folder)."""
+    found = {}
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if text in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found[process.pid] = cmdline[:200]
+    return found
+
+
 def tail(path: Path, lines: int = 15) -> str:
     """The last lines of a log file, for error messages."""
     try:

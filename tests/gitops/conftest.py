@@ -1,7 +1,5 @@
 """Fixtures for the config-from-Git tests: a validation API server shared by a module's tests.
-
-``cluster_binaries`` and ``local_cluster`` come from tests/cluster/conftest.py (imported here so the
-tests of this folder can use them)."""
+(``cluster_binaries`` and ``local_cluster`` come from tests/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -10,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import cluster_binaries, k8s_api_client, local_cluster  # noqa: F401
-
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def dry_run_server(cluster_binaries: None) -> Iterator:  # noqa: F811
+def dry_run_server(cluster_binaries: None) -> Iterator:
     from gpufleet.validate.apiserver import DryRunServer
 
     with DryRunServer() as server:

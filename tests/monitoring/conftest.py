@@ -19,7 +19,7 @@ import pytest
 
 from gpufleet.scheduler.localcluster import prometheus
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
-from gpufleet.scheduler.localcluster.processes import ProcessGroup
+from gpufleet.scheduler.localcluster.processes import ProcessGroup, processes_mentioning
 from gpufleet.scheduler.localcluster.readiness import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,21 +162,7 @@ def monitored_cluster(tmp_path_factory: pytest.TempPathFactory, prometheus_binar
         yield info
     finally:
         cluster.down()
-    leftovers = _processes_mentioning(str(state_dir))
+    leftovers = processes_mentioning(str(state_dir))
     assert not leftovers, f"processes left behind after cluster down: {leftovers}"
 
 
-def _processes_mentioning(text: str) -> dict[int, str]:
-    """Live processes whose command line contains ``text`` (every component names the state folder)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found[int(entry.name)] = cmdline[:200]
-    return found
