@@ -4,6 +4,7 @@ lives beside proto-plus (whose import name is ``proto``) without either shadowin
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,10 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from a copy of the sources without generated modules (the build step must make them), so
+    the checkout gets no build/ folder."""
     out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("source") / "gpufleet"
+    skip = shutil.ignore_patterns("__pycache__", "*_pb2*.py", "*_pb2.pyi", "_generated.stamp", "*.nbi", "*.nbc")
+    for folder in ("gpufleet", "scheduler", "autoscaler", "proto"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=skip)
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT)], check=True, timeout=600, cwd=build)
+                    "--wheel-dir", str(out), str(source)], check=True, timeout=600, cwd=source)
     (path,) = out.glob("gpufleet-*.whl")
     return path
 
