@@ -110,3 +110,33 @@ def test_pods_deleted_by_the_watch_give_their_gpus_back():
     api.watch_scripts["pods"] = [("DELETED", running)]
     pods.step()
     assert state.cluster.gpu_free.sum() == 8000
+
+
+def test_a_resource_the_server_does_not_serve_is_retried_at_the_longest_backoff(caplog):
+    from gpufleet.core.kube.informer import Informer
+
+    class Absent:
+        calls = 0
+
+        def list(self, resource):
+            Absent.calls += 1
+            raise KubeAPIError("GET /apis/gpufleet.io/v1alpha1/placementpolicies: 404 Not Found", 404)
+
+        def watch(self, *args):
+            raise AssertionError("no watch without a list")
+
+    class Sink:
+        def replace(self, objects):
+            raise AssertionError
+
+        def apply(self, kind, obj):
+            raise AssertionError
+
+    informer = Informer(Absent(), "placementpolicies", Sink(),
+                        InformerConfig(watch_timeout_s=1, backoff_s=0.01, backoff_max_s=0.2, jitter=0.0))
+    informer.start()
+    time.sleep(0.5)
+    informer.stop()
+    assert 2 <= Absent.calls <= 4  # every 0.2 s, not every 0.01 s doubling
+    assert len([r for r in caplog.records if "not served" in r.getMessage()]) <= 1
+    assert not informer.synced.is_set()

@@ -4,7 +4,8 @@ The informer contract, kept small: list everything, hand the list to the sink, r
 resourceVersion, watch from there and hand every event over, moving the resourceVersion with each
 event and bookmark. A watch that ends (server timeout) resumes from the last resourceVersion; 410 Gone
 means that version is too old, so list again; any other failure backs off (doubling, capped, with
-jitter so many replicas do not retry in step) and retries. ``synced`` is set once the first list is
+jitter so many replicas do not retry in step) and retries; a resource the server does not serve (404:
+a CRD not installed) is logged once and looked for again every ``backoff_max_s``. ``synced`` is set once the first list is
 applied.
 """
 
@@ -57,6 +58,7 @@ class Informer:
         self._on_synced = on_synced
         self._rng = rng or random.Random()
         self._backoff = config.backoff_s
+        self._absent = False  # the last list answered 404
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,6 +68,7 @@ class Informer:
             items, version = self.api.list(self.resource)
             self.sink.replace(items)
             self.resource_version = version
+            self._absent = False
             self.synced.set()
             if self._on_synced is not None:
                 self._on_synced(self.resource)
@@ -88,8 +91,15 @@ class Informer:
                 log.info("resource=%s watch expired (%s); listing again", self.resource, err)
                 self.resource_version = None
             except KubeAPIError as err:
-                log.warning("resource=%s list/watch failed: %s; retrying in %.1fs", self.resource, err,
-                            self._backoff)
+                if err.status == 404:  # the type is not served (a CRD not installed): look again now and then
+                    if not self._absent:
+                        log.info("resource=%s is not served by the API server (%s); checking every %.0fs",
+                                 self.resource, err, self.config.backoff_max_s)
+                    self._absent = True
+                    self._backoff = self.config.backoff_max_s
+                else:
+                    log.warning("resource=%s list/watch failed: %s; retrying in %.1fs", self.resource, err,
+                                self._backoff)
                 self._wait()
             except Exception:
                 log.exception("resource=%s informer failed; listing again", self.resource)
