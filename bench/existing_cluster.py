@@ -5,10 +5,11 @@ It creates and removes only its own objects: a namespace ``gpufleet-bench-<id>``
 kwok nodes ``gpufleet-bench-<id>-NNNNN`` (annotation ``kwok.x-k8s.io/node: fake``, so kwok plays their
 kubelets; labelled ``gpufleet.io/bench=<id>`` and tainted ``gpufleet.io/bench=<id>:NoSchedule``, so no
 other workload lands on them, and the bench pods select and tolerate exactly them). The scheduler
-cannot be stopped there, so pods are created behind a scheduling gate (kube-scheduler ignores them
-until it is gone) and the gates are then lifted by many concurrent patches; binds are timed through
-a pod watch. What kube-scheduler and the extender cost cannot be seen from outside, so a run reports
-pods/s and the lift-to-bind latency only.
+cannot be stopped there, so the nodes are created cordoned (``spec.unschedulable``), the pods are
+queued against them (kube-scheduler finds no node and parks them), and the nodes are then opened by
+concurrent patches, one per node rather than one per pod, so the client is not what is measured;
+binds are timed through a pod watch. What kube-scheduler and the extender cost cannot be seen from
+outside, so a run reports pods/s and the open-to-bind latency only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from gpufleet.scheduler.localcluster.nodes import create_nodes, uniform_nodes
 from gpufleet.scheduler.localcluster.podloader import PodLoader
 
 LABEL = "gpufleet.io/bench"
-GATE = "gpufleet.io/bench"
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class ExistingRun:
     pods: int
     bound: int
     pods_per_s: float  # first to last bind
-    seconds: float  # gates lifted to the last bind
-    lift_per_s: float  # how fast the gates came off (an upper bound on what can be measured)
-    latency_s: dict[float, float]  # gate lifted -> bound
+    seconds: float  # opening the nodes to the last bind
+    open_s: float  # opening every node took this long (binds start before it ends)
+    latency_s: dict[float, float]  # first node opened -> bound
     namespace: str
     nodes_used: frozenset[str] = frozenset()  # where the pods were bound
 
@@ -52,15 +52,15 @@ def _mark(manifest: dict[str, Any], run_id: str) -> dict[str, Any]:
     manifest = copy.deepcopy(manifest)
     manifest["metadata"]["labels"][LABEL] = run_id
     manifest["spec"]["taints"] = [{"key": LABEL, "value": run_id, "effect": "NoSchedule"}]
+    manifest["spec"]["unschedulable"] = True
     return manifest
 
 
-def _gated(pod: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _ours(pod: dict[str, Any], run_id: str) -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
     spec["nodeSelector"] = {LABEL: run_id}
     spec["tolerations"] = [{"key": LABEL, "operator": "Equal", "value": run_id, "effect": "NoSchedule"}]
-    spec["schedulingGates"] = [{"name": GATE}]
     return pod
 
 
@@ -78,34 +78,31 @@ class _MarkedCore:
 
 def run_existing(kubeconfig: Path, nodes: int, pods: list[dict[str, Any]], say: Callable[[str], None],
                  timeout_s: float = 1800.0, workers: int = 16) -> ExistingRun:
-    """Fake nodes and gated pods in a namespace of their own, gates lifted at once, binds timed;
-    everything this run made is removed again, also on failure."""
+    """Cordoned fake nodes and pods in a namespace of their own, the nodes opened at once, binds
+    timed; everything this run made is removed again, also on failure."""
     run_id = uuid.uuid4().hex[:6]
     namespace = f"gpufleet-bench-{run_id}"
     with PodLoader(kubeconfig, workers=workers) as loader:
         core = loader.core
         try:
-            say(f"[existing cluster] creating {nodes} kwok nodes gpufleet-bench-{run_id}-* and namespace {namespace}")
-            create_nodes(_MarkedCore(core, run_id), _node_specs(nodes, run_id), workers=workers)
+            say(f"[existing cluster] creating {nodes} cordoned kwok nodes gpufleet-bench-{run_id}-* and "
+                f"namespace {namespace}")
+            specs = _node_specs(nodes, run_id)
+            create_nodes(_MarkedCore(core, run_id), specs, workers=workers)
             loader.ensure_namespace(namespace)
-            say(f"[existing cluster] creating {len(pods):,} gated pods")
-            loader.create(namespace, [_gated(p, run_id) for p in pods], progress=lambda line: None)
+            say(f"[existing cluster] queueing {len(pods):,} pods")
+            loader.create(namespace, [_ours(p, run_id) for p in pods], progress=lambda line: None)
             watch = BindWatch(core, namespace).start()
             try:
-                lifted: dict[str, float] = {}
-
-                def lift(name: str) -> None:
-                    reply = core.patch_namespaced_pod(name, namespace,
-                                                      [{"op": "remove", "path": "/spec/schedulingGates"}],
-                                                      _preload_content=False)
+                def open_node(name: str) -> None:
+                    reply = core.patch_node(name, {"spec": {"unschedulable": False}}, _preload_content=False)
                     _ = reply.data  # drain it, so the connection goes back to the pool
-                    lifted[name] = time.monotonic()
 
-                say(f"[existing cluster] lifting the gates ({workers} at a time)")
+                say(f"[existing cluster] opening the nodes ({workers} at a time)")
                 started = time.monotonic()
                 with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lift, [p["metadata"]["name"] for p in pods]))
-                lift_s = time.monotonic() - started
+                    list(pool.map(open_node, [s.name for s in specs]))
+                open_s = time.monotonic() - started
                 _wait(watch, len(pods), timeout_s, say)
                 times = watch.times()
             finally:
@@ -113,11 +110,11 @@ def run_existing(kubeconfig: Path, nodes: int, pods: list[dict[str, Any]], say: 
             used = frozenset(p["spec"].get("nodeName") for p in loader.list_pods(namespace) if p["spec"].get("nodeName"))
             binds = sorted(times.values())
             span = binds[-1] - binds[0] if len(binds) > 1 else float("nan")
-            waits = sorted(times[n] - lifted[n] for n in times if n in lifted)
+            waits = sorted(t - started for t in times.values())
             return ExistingRun(
                 nodes=nodes, pods=len(pods), bound=len(times),
                 pods_per_s=(len(binds) - 1) / span if span and span > 0 else float("nan"),
-                seconds=(binds[-1] - started) if binds else float("nan"), lift_per_s=len(pods) / lift_s,
+                seconds=(binds[-1] - started) if binds else float("nan"), open_s=open_s,
                 latency_s={q: waits[min(len(waits) - 1, int(q * len(waits)))] for q in (0.5, 0.9, 0.99)} if waits
                 else {}, namespace=namespace, nodes_used=used)
         finally:
