@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices, PodResourcesClient, PodResourcesError
+from gpufleet.core import names
 
 if TYPE_CHECKING:
     from gpufleet.autoscaler.gpu.script import Scenario
@@ -86,7 +87,7 @@ class StaticPodSource:
                 for j, mig in enumerate(gpu.mig):
                     allocatable.append((f"nvidia.com/mig-{mig.profile}", simulator.uuid_of(f"{i}/{j}") or ""))
             else:
-                allocatable.append(("nvidia.com/gpu", simulator.uuid_of(str(i)) or ""))
+                allocatable.append((names.GPU_RESOURCE, simulator.uuid_of(str(i)) or ""))
         self._snapshot = PodSnapshot(tuple(containers), tuple(allocatable), ok=True)
 
     def snapshot(self) -> PodSnapshot:

@@ -26,8 +26,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gpufleet.core import names
+from gpufleet.core.names import capacity_type
 from gpufleet.core.pricing import PriceCatalog
-from gpufleet.scheduler.extender.nodes import INSTANCE_TYPE_LABEL, PRICE_ANNOTATION, SPOT, capacity_type
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ class NodeRef:
 
     @property
     def instance_type(self) -> str:
-        return self.labels.get(INSTANCE_TYPE_LABEL, "")
+        return self.labels.get(names.INSTANCE_TYPE_LABEL, "")
 
     @property
     def spot(self) -> bool:
-        return capacity_type(dict(self.labels)) == SPOT
+        return capacity_type(dict(self.labels)) == names.SPOT
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def node_gpu_price(node: NodeRef, catalog: PriceCatalog) -> GpuPrice:
     """The node's $/GPU-hour: annotation override, else the catalog by instance and capacity type."""
     spot = node.spot
     gpus = max(node.gpus, 1)
-    text = node.annotations.get(PRICE_ANNOTATION, "").strip()
+    text = node.annotations.get(names.PRICE_PER_HOUR, "").strip()
     if text:
         try:
             value = float(text)
@@ -137,7 +138,7 @@ def node_gpu_price(node: NodeRef, catalog: PriceCatalog) -> GpuPrice:
         except ValueError:
             pass
         log.warning("node=%s annotation=%s value=%r: not a price >= 0, using the catalog", node.name,
-                    PRICE_ANNOTATION, text)
+                    names.PRICE_PER_HOUR, text)
     price = catalog.node_price(node.instance_type, spot)
     if price.per_hour is None:
         return GpuPrice(0.0, spot, "unknown")

@@ -35,6 +35,7 @@ from gpufleet.autoscaler.cost.sizing import (
     options,
     recommend_workload,
 )
+from gpufleet.core import names
 from gpufleet.scheduler.model import PodRequest
 
 #: Orders in which the planner is offered the peak pods (largest $ first, most GPU, most CPU); the
@@ -210,12 +211,12 @@ def baseline(requests: Sequence[PodRequest], arrivals: np.ndarray, departures: n
 def nodepool_patches(mix: dict[str, int]) -> tuple[dict, ...]:
     """A Karpenter NodePool requirements patch restricting the pool to the recommended instance types and
     capacity types (weight 100, tried before other pools); the GitOps issue commits it."""
-    names = sorted({k.partition(":")[0] for k in mix})
+    types = sorted({k.partition(":")[0] for k in mix})
     capacity = sorted({"spot" if k.endswith(":spot") else "on-demand" for k in mix} or {"on-demand"})
     return ({"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "gpufleet-recommended"},
              "spec": {"weight": 100, "template": {"spec": {"requirements": [
-                 {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": names},
-                 {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity},
+                 {"key": names.INSTANCE_TYPE_LABEL, "operator": "In", "values": types},
+                 {"key": names.CAPACITY_TYPE_LABEL, "operator": "In", "values": capacity},
              ]}}}},)
 
 

@@ -26,6 +26,7 @@ from gpufleet.autoscaler.cost.catalog import CatalogError, load_catalog
 from gpufleet.autoscaler.cost.ledger import KINDS, Holding, Ledger, LedgerSnapshot, NodeRef, PodRef
 from gpufleet.autoscaler.cost.profiles import ProfileError, load_series
 from gpufleet.autoscaler.cost.sizing import Usage, Workload, needed_rate, recommend_workload
+from gpufleet.core import names
 from gpufleet.core.pricing import PriceCatalog
 
 
@@ -69,7 +70,7 @@ def build(args: argparse.Namespace) -> dict:
         else BudgetConfig()
     duty, memory = load_series(Path(args.utilisation)), load_series(Path(args.memory))
     ledger = Ledger(PriceCatalog.from_csv_text(prices_text, args.prices), needed_rate(spec.recommendable()))
-    labels = {"node.kubernetes.io/instance-type": t.name}
+    labels = {names.INSTANCE_TYPE_LABEL: t.name}
     usage: dict[str, Usage] = {}
     last = 0.0
     for key in sorted(set(duty) & set(memory)):

@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gpufleet.autoscaler.cost.catalog import Catalog, InstanceType
+from gpufleet.core import names
 
 GPU_MILLI = 1000
-GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
-INTERRUPTIBLE_ANNOTATION = "gpufleet.io/interruptible"
+GPU_MILLI_ANNOTATION = names.GPU_MILLI
+INTERRUPTIBLE_ANNOTATION = names.INTERRUPTIBLE
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,10 @@ class WorkloadRecommendation:
         if self.size.num_gpu == 1 and self.size.gpu_milli < GPU_MILLI:
             annotations[GPU_MILLI_ANNOTATION] = str(self.size.gpu_milli)
         selector = {"karpenter.k8s.aws/instance-gpu-name": self.size.gpu_model,
-                    "karpenter.sh/capacity-type": "spot" if self.spot else "on-demand"}
+                    names.CAPACITY_TYPE_LABEL: "spot" if self.spot else "on-demand"}
         return {"metadata": {"annotations": annotations},
                 "spec": {"nodeSelector": selector,
-                         "resources": {"nvidia.com/gpu": self.size.num_gpu}}}
+                         "resources": {names.GPU_RESOURCE: self.size.num_gpu}}}
 
 
 def needs(workload: Workload, policy: SizingPolicy) -> tuple[float, float]:

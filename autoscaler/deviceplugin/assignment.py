@@ -19,12 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
-MILLI_RESOURCE = "gpufleet.io/gpu-milli"
+from gpufleet.core import names
+
+GPU_RESOURCE = names.GPU_RESOURCE
+MILLI_RESOURCE = names.GPU_MILLI
 RESOURCES = (GPU_RESOURCE, MILLI_RESOURCE)
-GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
+GPU_IDS_ANNOTATION = names.GPU_IDS
 #: Set on a pod once its containers got their GPUs (value: the resource and GPU indices).
-ASSIGNED_ANNOTATION = "gpufleet.io/gpu-assigned"
+ASSIGNED_ANNOTATION = names.GPU_ASSIGNED
 MILLI_PER_GPU = 1000
 _MILLI_SEP = "::m"
 
@@ -76,7 +78,7 @@ class Grant:
             out["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={limit}M"  # the one visible device is 0
         return out
 
-    def cdi_names(self, kind: str = "nvidia.com/gpu") -> list[str]:
+    def cdi_names(self, kind: str = names.GPU_RESOURCE) -> list[str]:
         return [f"{kind}={g.uuid}" for g in self.gpus]
 
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpufleet.core import names
+
 UNSUPPORTABLE = frozenset({"utilization", "power", "energy", "temperature", "process_utilization", "mig"})
 _GPU_KEYS = frozenset(
     {"model", "memory_mib", "power_idle_w", "power_max_w", "uuid", "preset", "phases", "loop", "unsupported", "mig",
@@ -119,7 +121,7 @@ class PodSpec:
     pod: str
     container: str
     devices: tuple[str, ...]  # "3" (GPU index), "GPU-..." / "MIG-..." (UUID), "6/0" (MIG slot of GPU 6)
-    resource_name: str = "nvidia.com/gpu"
+    resource_name: str = names.GPU_RESOURCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,8 +402,8 @@ def _parse_pods(raw: object, gpus: list[GpuScript] | None, errors: list[str]) ->
             errors.append(f"{path}: must be a mapping")
             continue
         _unknown_keys(item, _POD_KEYS, path, errors)
-        names = {k: item.get(k, "main" if k == "container" else None) for k in ("namespace", "pod", "container")}
-        for key, value in names.items():
+        ident = {k: item.get(k, "main" if k == "container" else None) for k in ("namespace", "pod", "container")}
+        for key, value in ident.items():
             if not isinstance(value, str) or not value:
                 errors.append(f"{path}.{key}: must be a non-empty string")
         devices = item.get("gpus")
@@ -414,8 +416,8 @@ def _parse_pods(raw: object, gpus: list[GpuScript] | None, errors: list[str]) ->
                 problem = _check_device_ref(ref, gpus)
                 if problem:
                     errors.append(f"{path}.gpus[{j}]: {problem}")
-        resource = item.get("resource_name", "nvidia.com/gpu")
-        pods.append(PodSpec(str(names["namespace"]), str(names["pod"]), str(names["container"]), tuple(refs),
+        resource = item.get("resource_name", names.GPU_RESOURCE)
+        pods.append(PodSpec(str(ident["namespace"]), str(ident["pod"]), str(ident["container"]), tuple(refs),
                             str(resource)))
     return pods
 

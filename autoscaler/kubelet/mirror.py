@@ -21,12 +21,13 @@ from typing import Any
 
 from gpufleet.autoscaler.kubelet.fake import FakeKubelet
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
+from gpufleet.core import names
 
 log = logging.getLogger(__name__)
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
-GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
+GPU_RESOURCE = names.GPU_RESOURCE
+GPU_MILLI_RESOURCE = names.GPU_MILLI
+GPU_IDS_ANNOTATION = names.GPU_IDS
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 

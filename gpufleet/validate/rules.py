@@ -21,12 +21,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpufleet.core import names
 from gpufleet.core.config.kinds import API_VERSION, NAMESPACE_NAME_LABEL, LabelSelector
 from gpufleet.core.config.schema import SpecError, parse
 from gpufleet.validate.documents import Document
 
 TEAM_LABEL, COST_CENTER_LABEL = "team", "cost-center"
-OPT_IN_PREFIX = "gpufleet.io/"
+OPT_IN_PREFIX = names.PREFIX
 #: Where each workload kind keeps its pod spec.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),

@@ -12,22 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gpufleet.core import names
 from gpufleet.core.pricing import NodePrice, PriceCatalog
 from gpufleet.core.quantity import QuantityError, to_count, to_mib, to_milli
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_str, str_map
-from gpufleet.scheduler.extender.pods import GPU_RESOURCE, PRODUCT_LABEL
 from gpufleet.scheduler.model import Node
 
-INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-LEGACY_INSTANCE_TYPE_LABEL = "beta.kubernetes.io/instance-type"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-MODEL_LABEL = "gpufleet.io/gpu-model"
-PRICE_ANNOTATION = "gpufleet.io/price-per-hour"
 #: The widest node the model takes; more would make every node's GPU row that wide.
 MAX_GPUS_PER_NODE = 128
-
-SPOT = "spot"
-ON_DEMAND = "on-demand"
 
 
 @dataclass(frozen=True)
@@ -46,23 +38,6 @@ class NodeInfo:
         return self.node.name
 
 
-def capacity_type(labels: dict[str, str]) -> str:
-    """Normalised capacity type from the cloud and autoscaler labels in use today."""
-    value = labels.get("karpenter.sh/capacity-type")
-    if value:
-        return value.lower()
-    value = labels.get("eks.amazonaws.com/capacityType")
-    if value:
-        return {"SPOT": SPOT, "ON_DEMAND": ON_DEMAND, "CAPACITY_BLOCK": "reserved"}.get(value.upper(), value.lower())
-    if labels.get("cloud.google.com/gke-spot", "").lower() == "true" or \
-            labels.get("cloud.google.com/gke-preemptible", "").lower() == "true":
-        return SPOT
-    value = labels.get("kubernetes.azure.com/scalesetpriority")
-    if value:
-        return SPOT if value.lower() == "spot" else ON_DEMAND
-    return ""
-
-
 def parse_node(obj: object, catalog: PriceCatalog, path: str = "Node") -> NodeInfo:
     """Parse a Node; raises ``WireError`` listing every structural problem."""
     problems = Problems()
@@ -79,26 +54,26 @@ def parse_node(obj: object, catalog: PriceCatalog, path: str = "Node") -> NodeIn
     allocatable = as_dict(status.get("allocatable"), f"{path}.status.allocatable", problems) or capacity
     cpu = _resource(allocatable, "cpu", to_milli, f"{path}.status.allocatable", problems)
     memory = _resource(allocatable, "memory", to_mib, f"{path}.status.allocatable", problems)
-    gpus = _resource(allocatable, GPU_RESOURCE, to_count, f"{path}.status.allocatable", problems)
+    gpus = _resource(allocatable, names.GPU_RESOURCE, to_count, f"{path}.status.allocatable", problems)
     if gpus > MAX_GPUS_PER_NODE:
-        problems.add(f"{path}.status.allocatable.{GPU_RESOURCE}", f"more than {MAX_GPUS_PER_NODE} GPUs")
+        problems.add(f"{path}.status.allocatable.{names.GPU_RESOURCE}", f"more than {MAX_GPUS_PER_NODE} GPUs")
     problems.raise_if_any()
 
     notes: list[str] = []
-    price = _annotated_price(annotations.get(PRICE_ANNOTATION), notes)
+    price = _annotated_price(annotations.get(names.PRICE_PER_HOUR), notes)
 
-    instance_type = labels.get(INSTANCE_TYPE_LABEL) or labels.get(LEGACY_INSTANCE_TYPE_LABEL, "")
-    kind = capacity_type(labels)
-    spot = kind == SPOT
+    instance_type = labels.get(names.INSTANCE_TYPE_LABEL) or labels.get(names.LEGACY_INSTANCE_TYPE_LABEL, "")
+    kind = names.capacity_type(labels)
+    spot = kind == names.SPOT
     row = catalog.get(instance_type)
-    model = labels.get(PRODUCT_LABEL) or labels.get(MODEL_LABEL) or (row.gpu_model if row else "")
+    model = labels.get(names.GPU_PRODUCT_LABEL) or labels.get(names.GPU_MODEL_LABEL) or (row.gpu_model if row else "")
     if price is None:
         price = catalog.node_price(instance_type, spot)
     return NodeInfo(
         node=Node(name=name, cpu_milli=cpu, memory_mib=memory, gpus=gpus, gpu_model=model if gpus else "",
                   price_per_hour=price.per_hour or 0.0, spot=spot),
         instance_type=instance_type,
-        zone=labels.get(ZONE_LABEL, ""),
+        zone=labels.get(names.ZONE_LABEL, ""),
         capacity_type=kind,
         price_source=price.source,
         unschedulable=bool(spec.get("unschedulable")),
@@ -126,6 +101,6 @@ def _annotated_price(value: str | None, notes: list[str]) -> NodePrice | None:
     except ValueError:
         price = math.nan
     if not (math.isfinite(price) and price >= 0):
-        notes.append(f"{PRICE_ANNOTATION}={value!r} is not a non-negative number of USD per hour; using the catalog")
+        notes.append(f"{names.PRICE_PER_HOUR}={value!r} is not a non-negative number of USD per hour; using the catalog")
         return None
     return NodePrice(price, "annotation")

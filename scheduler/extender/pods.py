@@ -21,18 +21,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from gpufleet.core import names
 from gpufleet.core.quantity import QuantityError, parse_quantity
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
 from gpufleet.scheduler.model import GPU_MILLI, ModelError, PodRequest
 
-GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RESOURCE = names.GPU_RESOURCE
 #: The extended resource a GPU share requests (and a node advertises, 1000 per GPU).
-GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
-PLACEMENT_ANNOTATION = "gpufleet.io/placement"
-GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
-INTERRUPTIBLE_ANNOTATION = "gpufleet.io/interruptible"
-GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
+GPU_MILLI_RESOURCE = names.GPU_MILLI
+PRODUCT_LABEL = names.GPU_PRODUCT_LABEL
+PLACEMENT_ANNOTATION = names.PLACEMENT
+GPU_MILLI_ANNOTATION = names.GPU_MILLI
+INTERRUPTIBLE_ANNOTATION = names.INTERRUPTIBLE
+GPU_IDS_ANNOTATION = names.GPU_IDS
 PLACEMENTS = ("fgd", "binpack", "spread", "cost", "off")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 _MIB = Decimal(2**20)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpufleet.core import names
 from gpufleet.scheduler.model import GPU_MILLI
 
-GPU_IDS_ANNOTATION = "gpufleet.io/gpu-ids"
+GPU_IDS_ANNOTATION = names.GPU_IDS
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpufleet.core import names
 from gpufleet.scheduler.model import Node
 
 log = logging.getLogger(__name__)
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 #: The extended resource of GPU shares, 1000 per GPU.
-GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
+GPU_MILLI_RESOURCE = names.GPU_MILLI
 KWOK_ANNOTATION_VALUE = "fake"
 PROFILES: tuple[str, ...] = ("openb", "uniform")
 ZONES: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -83,13 +84,13 @@ class NodeSpec:
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "node.kubernetes.io/instance-type": self.instance_type,
+            names.INSTANCE_TYPE_LABEL: self.instance_type,
             "topology.kubernetes.io/region": self.zone[:-1],
-            "topology.kubernetes.io/zone": self.zone,
-            "karpenter.sh/capacity-type": self.capacity_type,
-            "nvidia.com/gpu.product": self.gpu_product,
-            "nvidia.com/gpu.count": str(self.gpus),
-            "gpufleet.io/gpu-model": self.gpu_model,
+            names.ZONE_LABEL: self.zone,
+            names.CAPACITY_TYPE_LABEL: self.capacity_type,
+            names.GPU_PRODUCT_LABEL: self.gpu_product,
+            names.GPU_COUNT_LABEL: str(self.gpus),
+            names.GPU_MODEL_LABEL: self.gpu_model,
         }
 
     def resources(self) -> dict[str, str]:
@@ -97,7 +98,7 @@ class NodeSpec:
             "cpu": f"{self.cpu_milli}m",
             "memory": f"{self.memory_mib}Mi",
             "pods": str(self.max_pods),
-            "nvidia.com/gpu": str(self.gpus),
+            names.GPU_RESOURCE: str(self.gpus),
             # GPU shares (docs/designs/014-gpu-sharing.md): what `gpufleet device-plugin` advertises.
             GPU_MILLI_RESOURCE: str(self.gpus * 1000),
         }

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpufleet.core import names
 from gpufleet.scheduler.localcluster import components, readiness, usage
 from gpufleet.scheduler.localcluster.bindwatch import BindWatch
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, LocalCluster
@@ -222,7 +223,7 @@ def outcomes(pods: Sequence[dict[str, Any]]) -> list[PodOutcome]:
         meta = pod.get("metadata") or {}
         annotations = meta.get("annotations") or {}
         result.append(PodOutcome(name=meta.get("name", ""), node=(pod.get("spec") or {}).get("nodeName") or "",
-                                 gpu_ids=annotations.get("gpufleet.io/gpu-ids"),
+                                 gpu_ids=annotations.get(names.GPU_IDS),
                                  unschedulable=not is_bound(pod) and is_unschedulable(pod),
                                  annotations=dict(annotations), raw=pod))
     return sorted(result, key=lambda o: o.name)

@@ -25,19 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
+from gpufleet.core import names
 from gpufleet.scheduler.localcluster.nodes import OPENB_GPU_PRODUCTS, NodeSpec
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, Node, PodRequest
 from gpufleet.scheduler.simulator import inflate
 
-PLACEMENT_ANNOTATION = "gpufleet.io/placement"
-GPU_MILLI_ANNOTATION = "gpufleet.io/gpu-milli"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_MILLI_RESOURCE = "gpufleet.io/gpu-milli"
+PLACEMENT_ANNOTATION = names.PLACEMENT
+GPU_MILLI_ANNOTATION = names.GPU_MILLI
+GPU_RESOURCE = names.GPU_RESOURCE
+GPU_MILLI_RESOURCE = names.GPU_MILLI
 #: How a GPU share is written: the extended resource, or one whole device plus the annotation.
 SHARE_FORMS: tuple[str, ...] = ("resource", "device")
-PRODUCT_LABEL = "nvidia.com/gpu.product"
+PRODUCT_LABEL = names.GPU_PRODUCT_LABEL
 #: Label on every replayed pod; its value names the run.
-REPLAY_LABEL = "gpufleet.io/replay"
+REPLAY_LABEL = names.REPLAY_LABEL
 GPUFLEET_PROFILE = "gpufleet-scheduler"
 DEFAULT_PROFILE = "default-scheduler"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gpufleet.core.names import capacity_type
 from gpufleet.core.pricing import PriceCatalog
 from gpufleet.scheduler.extender.errors import WireError
-from gpufleet.scheduler.extender.nodes import capacity_type, parse_node
+from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
 
 from . import payloads as P
