@@ -29,7 +29,7 @@ RULES = [
     ("the decision cores (reclaim, cost) are pure: no Kubernetes, gRPC or HTTP",
      ["gpufleet.autoscaler.reclaim", "gpufleet.autoscaler.cost"],
      ["gpufleet.core.kube", "gpufleet.proto", "gpufleet.autoscaler.controller", "gpufleet.autoscaler.agent",
-      "kubernetes", "grpc", "urllib3", "http"]),
+      "gpufleet.scheduler.extender", "gpufleet.scheduler.localcluster", "kubernetes", "grpc", "urllib3", "http"]),
     ("the agent imports no numpy, numba or scheduler code",
      ["gpufleet.autoscaler.agent", "gpufleet.autoscaler.gpu", "gpufleet.autoscaler.kubelet"],
      ["numpy", "numba", "gpufleet.scheduler"]),
