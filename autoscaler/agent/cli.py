@@ -14,12 +14,12 @@ import logging
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpufleet.autoscaler.agent.config import DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN
 from gpufleet.autoscaler.kubelet.podresources import DEFAULT_SOCKET
+from gpufleet.core.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from gpufleet.autoscaler.agent.config import AgentConfig
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpufleet agent: {err}", file=sys.stderr)
         agent.stop(grace_s=0)
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     if args.ready_file:
         Path(args.ready_file).write_text(json.dumps(
             {"pid": os.getpid(), "grpc_port": agent.grpc_port, "metrics_port": agent.metrics_port}
@@ -149,7 +149,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
     if args.ready_file:
         Path(args.ready_file).write_text(json.dumps({"pid": os.getpid(), "grpc_port": port,
                                                      "nodes": len(fleet.nodes)}))
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         stop.wait()
     finally:
@@ -169,17 +169,3 @@ def _pod_source(config: AgentConfig, backend: OpenedBackend, explicit_socket: bo
         log.warning("kubelet pod-resources socket not found path=%s; GPUs will be reported without pods "
                     "until it appears", config.pod_resources_socket)
     return KubeletPodSource(PodResourcesClient(config.pod_resources_socket))
-
-
-def _stop_on_signals() -> threading.Event:
-    import signal
-
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        log.info("stopping on signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handle)
-    return stop

@@ -15,8 +15,9 @@ import logging
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
+
+from gpufleet.core.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpufleet controller: {err}", file=sys.stderr)
         return 2
     web.start()
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         controller.start()
     except KubeAPIError as err:
@@ -108,17 +109,3 @@ def _discovery(agents: str | None, service: str) -> object:
     if not sep or not namespace or not name:
         raise ValueError(f"--agent-service: expected NAMESPACE/NAME, got {service!r}")
     return Discovery(namespace=namespace, service=name)
-
-
-def _stop_on_signals() -> threading.Event:
-    import signal
-
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        log.info("stopping on signal=%s", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handle)
-    return stop
