@@ -14,7 +14,6 @@ import argparse
 import logging
 import os
 import socket
-import threading
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-
     from gpufleet.autoscaler.deviceplugin.assignment import Gpu
     from gpufleet.autoscaler.deviceplugin.plugin import DevicePluginRunner, PluginConfig
     from gpufleet.autoscaler.deviceplugin.pods import KubePodSource
@@ -46,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from gpufleet.core.clock import SystemClock
     from gpufleet.core.kube.client import KubernetesAPI
     from gpufleet.core.kube.errors import KubeAPIError
+    from gpufleet.core.signals import stop_on_signals
 
     if not os.path.isdir(args.socket_dir):
         log.error("no directory %s: run on a node with a kubelet, or pass --socket-dir", args.socket_dir)
@@ -65,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
                                 PluginConfig(socket_dir=args.socket_dir, node=args.node_name, cdi=args.cdi,
                                              poll_s=args.poll)).start()
     log.info("device plugin node=%s gpus=%d dir=%s", args.node_name, len(gpus), args.socket_dir)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    stop = stop_on_signals()
     stop.wait()
     runner.stop()
     api.close()

@@ -14,13 +14,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import grpc
 
+from gpufleet.autoscaler.kubelet.unixserver import serve_unix, stop_now
 from gpufleet.proto.kubelet.deviceplugin.v1beta1 import api_pb2, api_pb2_grpc
 
 
@@ -47,19 +47,13 @@ class FakeDevicePluginKubelet(api_pb2_grpc.RegistrationServicer):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        api_pb2_grpc.add_RegistrationServicer_to_server(self, server)
-        path = os.path.join(self.socket_dir, "kubelet.sock")
-        if server.add_insecure_port(f"unix:{path}") == 0:
-            raise OSError(f"fake kubelet: cannot listen on unix:{path}")
-        server.start()
-        self._server = server
+        self._server = serve_unix(os.path.join(self.socket_dir, "kubelet.sock"),
+                                  api_pb2_grpc.add_RegistrationServicer_to_server, self, workers=4, who="fake kubelet")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
+        stop_now(self._server)
+        self._server = None
         with self._lock:
             for ep in self.endpoints.values():
                 ep.channel.close()

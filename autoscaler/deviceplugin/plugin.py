@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import grpc
 
 from gpufleet.autoscaler.deviceplugin import assignment as A
 from gpufleet.autoscaler.deviceplugin.pods import PodSource, PodSourceError
+from gpufleet.autoscaler.kubelet.unixserver import serve_unix, stop_now
 from gpufleet.proto.kubelet.deviceplugin.v1beta1 import api_pb2, api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -118,12 +118,8 @@ class ResourcePlugin(api_pb2_grpc.DevicePluginServicer):
             path.unlink()
         with self._changed:
             self._stopping = False
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        api_pb2_grpc.add_DevicePluginServicer_to_server(self, server)
-        if server.add_insecure_port(f"unix:{path}") == 0:
-            raise OSError(f"device plugin {self.resource}: cannot listen on unix:{path}")
-        server.start()
-        self._server = server
+        self._server = serve_unix(str(path), api_pb2_grpc.add_DevicePluginServicer_to_server, self, workers=4,
+                                  who=f"device plugin {self.resource}")
 
     def register(self) -> None:
         """Announce the resource to the kubelet; raises grpc.RpcError when it refuses or is absent."""
@@ -138,9 +134,8 @@ class ResourcePlugin(api_pb2_grpc.DevicePluginServicer):
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
+        stop_now(self._server)
+        self._server = None
 
     def set_gpus(self, gpus: Sequence[A.Gpu]) -> None:
         """New device health: every ListAndWatch stream sends the new list."""

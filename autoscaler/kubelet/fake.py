@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
-from concurrent import futures
 from typing import Any, Self
 
 import grpc
 
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
+from gpufleet.autoscaler.kubelet.unixserver import serve_unix, stop_now
 from gpufleet.proto.kubelet.podresources.v1 import api_pb2, api_pb2_grpc
 
 
@@ -47,18 +47,13 @@ class FakeKubelet(api_pb2_grpc.PodResourcesListerServicer):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        api_pb2_grpc.add_PodResourcesListerServicer_to_server(self, server)
-        if server.add_insecure_port(f"unix:{self.socket_path}") == 0:
-            raise OSError(f"fake kubelet: cannot listen on unix:{self.socket_path}")
-        server.start()
-        self._server = server
+        self._server = serve_unix(self.socket_path, api_pb2_grpc.add_PodResourcesListerServicer_to_server, self,
+                                  workers=2, who="fake kubelet")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
+        stop_now(self._server)
+        self._server = None
 
     def __enter__(self) -> Self:
         return self.start()
