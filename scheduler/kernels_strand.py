@@ -7,9 +7,9 @@ Three per-node measures, all in milli-GPU, so they add up (see docs/designs/012-
   from the mix and the first one that fits a GPU takes it (``waste_tables`` holds that value per GPU
   model, per "which tasks still fit the node's free CPU", per free milli of one GPU);
 - S_n, stranded GPU: idle GPU milli the node's free CPU cannot feed at the mix's CPU per GPU-milli
-  (``rho``), ``max(0, idle - cpu_free / rho)``. Only its growth counts unless ``relief`` is set: a
-  CPU-light pod would otherwise be drawn to every node below the mix's CPU ratio, empty ones included,
-  and break up the whole nodes multi-GPU pods need.
+  (``rho``), ``max(0, idle - cpu_free / rho)``. A fall of S counts only at weight ``relief`` (0..1): at
+  full weight a CPU-light pod is drawn to every node below the mix's CPU ratio, empty ones included,
+  and breaks up the whole nodes multi-GPU pods need.
 
 No I/O here. Each kernel has a plain-Python twin in ``scheduler.reference`` and a differential test.
 """
@@ -110,7 +110,7 @@ def _delta(hyp, cpu_after, model, before_frag, before_waste, before_strand, mix_
         d += lookahead * (_node_waste(waste, cpu_levels, hyp, cpu_after, model) - before_waste)
     if stranding != 0.0:
         grown = _stranded(hyp, cpu_after, rho) - before_strand
-        d += stranding * (grown if relief or grown > 0.0 else 0.0)
+        d += stranding * (grown if grown > 0.0 else relief * grown)
     return d
 
 
@@ -190,10 +190,10 @@ def stranded(gpu_free: np.ndarray, cpu_free: np.ndarray, rho: float) -> np.ndarr
 def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, feasible: np.ndarray,
                   frag_before: np.ndarray, cpu: int, num: int, milli: int, mix: MixArrays, tables: WasteTables,
                   lookahead: float, stranding: float, rho: float,
-                  relief: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  relief: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Score of placing the pod on each node: (score float64[N], share GPU int32[N]).
 
-    delta = dF + lookahead * dV + stranding * dS (milli-GPU), dS clipped at 0 unless ``relief``;
+    delta = dF + lookahead * dV + stranding * dS (milli-GPU), a negative dS weighted by ``relief``;
     score = int(sigmoid(-delta / 1000) * 100), -1 where infeasible. A GPU-sharing pod tries every GPU with room; the first with the best score wins.
     """
     _check(gpu_free, cpu_free, model, feasible, frag_before)
@@ -202,6 +202,6 @@ def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray,
     gpu = np.empty(n, dtype=np.int32)
     _strand_scores(gpu_free, cpu_free.astype(np.int64, copy=False), model.astype(np.int32, copy=False), feasible,
                    frag_before, np.int64(cpu), np.int32(num), np.int32(milli), *mix, _scratch(gpu_free, mix),
-                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), bool(relief), score,
+                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), float(relief), score,
                    gpu)
     return score, gpu

@@ -128,9 +128,9 @@ def stranded(gpus: Sequence[int], cpu_free: int, rho: float) -> float:
 
 def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli, mix: MixArrays,
                   lookahead: float, stranding: float, rho: float,
-                  relief: bool = False) -> tuple[list[float], list[int]]:
-    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS, where dS
-    counts only growth unless ``relief``."""
+                  relief: float = 1.0) -> tuple[list[float], list[int]]:
+    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS, where a
+    fall of S (dS < 0) counts at weight ``relief``."""
 
     def delta(before: list[int], after: list[int], n: int) -> float:
         cpu_after = int(cpu_free[n]) - cpu
@@ -140,7 +140,7 @@ def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mi
                               - node_waste(before, int(cpu_free[n]), int(model[n]), mix))
         if stranding != 0.0:
             grown = stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho)
-            d += stranding * (grown if relief or grown > 0.0 else 0.0)
+            d += stranding * (grown if grown > 0.0 else relief * grown)
         return d
 
     def score(d: float) -> float:

@@ -36,12 +36,12 @@ NAME = "fgd-strand"
 @dataclass(frozen=True)
 class StrandOptions:
     """Weights (dimensionless, on milli-GPU terms) of the look-ahead dV and of the stranded GPU dS
-    added to FGD's dF, chosen on design seeds (design note), never per trace. ``relief``: also reward a
-    placement that lowers S (measured worse: it breaks up the whole nodes multi-GPU pods need)."""
+    added to FGD's dF, chosen on design seeds (design note), never per trace. ``relief``: the weight of a
+    fall of S (0: only growth counts; 1: symmetric, which breaks up the whole nodes multi-GPU pods need)."""
 
     lookahead: float = 0.25
     stranding: float = 1.0
-    relief: bool = False
+    relief: float = 0.25
 
 
 def cpu_per_gpu_milli(mix: WorkloadMix) -> float:
