@@ -1,8 +1,8 @@
 """Instance types with the specs the recommender needs (GPU memory, vCPU, memory) and their prices.
 
-Reads the same CSV as ``gpufleet.core.pricing`` (``gpu-instance-prices.csv``) but keeps the columns
-that catalog drops. Spot prices missing in the file are estimated as on-demand x the catalog's
-median spot/on-demand ratio, as ``PriceCatalog`` does. GPU memory comes from
+Built on ``gpufleet.core.pricing``, which parses the CSV (``gpu-instance-prices.csv``): this module
+keeps the priced rows, requires their vCPU and memory, and fills in missing spot prices as on-demand x
+the median spot/on-demand ratio, as ``PriceCatalog`` does. GPU memory comes from
 ``gpu_memory_per_gpu_mib``, else the nominal GB column (decimal GB -> MiB); a row with neither is
 kept for pricing but never recommended, since nothing proves what it holds.
 """
@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpufleet.core.pricing import GB_TO_MIB, CatalogError, InstancePrice, median_spot_ratio, parse_prices
+
+__all__ = ["GB_TO_MIB", "MIB_PER_GIB", "Catalog", "CatalogError", "InstanceType", "cheapest", "load_catalog",
+           "models_by_memory", "parse_catalog"]
+
 MIB_PER_GIB = 1024
-GB_TO_MIB = 1e9 / 2**20
-
-
-class CatalogError(ValueError):
-    """A price table that cannot be read; the message lists every bad cell with its line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = tuple(problems)
+REQUIRED_COLUMNS = frozenset({"instance_type", "gpu_model", "gpu_count", "vcpu", "memory_gib",
+                              "ondemand_usd_per_hour"})
 
 
 @dataclass(frozen=True)
@@ -110,44 +107,29 @@ class Catalog:
 
 def parse_catalog(text: str, source: str = "<text>") -> Catalog:
     """Parse the price CSV; raises ``CatalogError`` listing every bad cell."""
-    problems: list[str] = []
-    rows: list[dict] = []
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"instance_type", "gpu_model", "gpu_count", "vcpu", "memory_gib", "ondemand_usd_per_hour"} - set(
-        reader.fieldnames or [])
+    missing = REQUIRED_COLUMNS - set(next(csv.reader(io.StringIO(text)), []))
     if missing:
         raise CatalogError([f"{source}:1: missing column(s) {', '.join(sorted(missing))}"])
-    for line, row in enumerate(reader, start=2):
-        try:
-            on_demand = _number(row.get("ondemand_usd_per_hour"))
-            if on_demand is None:
-                continue  # a type nobody can price is of no use here
-            mib = _number(row.get("gpu_memory_per_gpu_mib"))
-            if mib is None:
-                gb = _number(row.get("gpu_memory_per_gpu_gb_nominal"))
-                mib = gb * GB_TO_MIB if gb is not None else 0.0
-            rows.append(dict(
-                name=row["instance_type"].strip(), cloud=(row.get("cloud") or "").strip(),
-                gpu_model=(row.get("gpu_model") or "").strip().lower(),
-                gpu_count=float(row.get("gpu_count") or 0), gpu_memory_mib=mib,
-                vcpu=float(row["vcpu"]), memory_gib=float(row["memory_gib"]),
-                on_demand=on_demand, spot=_number(row.get("spot_usd_per_hour"))))
-        except (KeyError, ValueError, TypeError) as err:
-            problems.append(f"{source}:{line}: {err}")
+    # a type nobody can price is of no use here
+    priced = [(line, p) for line, p in enumerate(parse_prices(text, source), start=2) if p.on_demand is not None]
+    problems = [f"{source}:{line}: vcpu and memory_gib are required for a priced type" for line, p in priced
+                if p.vcpu is None or p.memory_gib is None]
     if problems:
         raise CatalogError(problems)
-    if not rows:
+    if not priced:
         raise CatalogError([f"{source}: no priced instance types"])
-    ratios = [r["spot"] / r["on_demand"] for r in rows if r["spot"] is not None and r["on_demand"] > 0]
-    ratio = statistics.median(ratios) if ratios else 1.0
-    types = []
-    for r in rows:
-        count = r.pop("gpu_count")
-        spot = r.pop("spot")
-        types.append(InstanceType(gpu_count=int(count) if count >= 1 else 0,
-                                  spot=spot if spot is not None else r["on_demand"] * ratio,
-                                  spot_estimated=spot is None, **r))
-    return Catalog(tuple(types))
+    ratio = median_spot_ratio(p for _, p in priced)
+    return Catalog(tuple(_instance_type(p, ratio) for _, p in priced))
+
+
+def _instance_type(price: InstancePrice, spot_ratio: float) -> InstanceType:
+    assert price.on_demand is not None and price.vcpu is not None and price.memory_gib is not None
+    return InstanceType(
+        name=price.instance_type, cloud=price.cloud, gpu_model=price.gpu_model.lower(),
+        gpu_count=int(price.gpu_count) if price.gpu_count >= 1 else 0, gpu_memory_mib=price.gpu_memory_mib,
+        vcpu=price.vcpu, memory_gib=price.memory_gib, on_demand=price.on_demand,
+        spot=price.spot if price.spot is not None else price.on_demand * spot_ratio,
+        spot_estimated=price.spot is None)
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -173,12 +155,3 @@ def models_by_memory(catalog: Catalog) -> Sequence[tuple[str, float]]:
         if t.gpu_memory_mib > 0:
             seen[t.gpu_model] = max(seen.get(t.gpu_model, 0.0), t.gpu_memory_gib)
     return sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
-
-
-def _number(cell: str | None) -> float | None:
-    if cell is None or not cell.strip():
-        return None
-    value = float(cell)
-    if not value >= 0:
-        raise ValueError(f"must be a number >= 0, got {cell!r}")
-    return value

@@ -4,7 +4,8 @@ Defaults ship with the package (``gpufleet/core/data/gpu-instance-prices.csv``, 
 ``.SOURCES.md`` next to it). Many rows have no spot price (the sources had none for AWS and Azure);
 for those a spot price is estimated as on-demand x ``spot_ratio``, the median spot/on-demand ratio of
 the rows that have both, and marked as an estimate. A node annotation overrides all of this (see
-``nodes``). Reads only its packaged file; no other I/O.
+``nodes``). Each row also keeps the instance's size (vCPU, memory, GPU memory), which the cost
+recommender sizes with. Reads only its packaged file; no other I/O.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ class CatalogError(ValueError):
 
 
 CATALOG_FILE = "gpu-instance-prices.csv"
+GB_TO_MIB = 1e9 / 2**20
 
 
 @dataclass(frozen=True)
 class InstancePrice:
-    """One catalog row; prices in USD per hour for the whole instance, None where unknown."""
+    """One catalog row; prices in USD per hour for the whole instance, None where unknown. The size:
+    ``gpu_memory_mib`` per GPU (0 when unknown), ``vcpu`` and ``memory_gib`` (None when unknown)."""
 
     instance_type: str
     cloud: str
@@ -39,6 +42,9 @@ class InstancePrice:
     gpu_count: float
     on_demand: float | None
     spot: float | None
+    gpu_memory_mib: float = 0.0
+    vcpu: float | None = None
+    memory_gib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,30 +62,12 @@ UNKNOWN = NodePrice(None, "unknown")
 class PriceCatalog:
     def __init__(self, prices: Iterable[InstancePrice], spot_ratio: float | None = None) -> None:
         self._by_type = {p.instance_type.lower(): p for p in prices}
-        ratios = [p.spot / p.on_demand for p in self._by_type.values()
-                  if p.spot is not None and p.on_demand]
-        self.spot_ratio = spot_ratio if spot_ratio is not None else (statistics.median(ratios) if ratios else 1.0)
+        self.spot_ratio = spot_ratio if spot_ratio is not None else median_spot_ratio(self._by_type.values())
 
     @classmethod
     def from_csv_text(cls, text: str, source: str = "<text>") -> PriceCatalog:
         """Parse the catalog CSV (the packaged file's columns); raises ``CatalogError`` listing every bad cell."""
-        problems: list[str] = []
-        prices = []
-        for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-            try:
-                prices.append(InstancePrice(
-                    instance_type=row["instance_type"].strip(),
-                    cloud=row.get("cloud", "").strip(),
-                    gpu_model=row.get("gpu_model", "").strip(),
-                    gpu_count=float(row.get("gpu_count") or 0),
-                    on_demand=_price(row.get("ondemand_usd_per_hour")),
-                    spot=_price(row.get("spot_usd_per_hour")),
-                ))
-            except (KeyError, ValueError, AttributeError) as err:
-                problems.append(f"{source}:{line}: {err}")
-        if problems:
-            raise CatalogError(problems)
-        return cls(prices)
+        return cls(parse_prices(text, source))
 
     @classmethod
     def default(cls) -> PriceCatalog:
@@ -106,13 +94,54 @@ class PriceCatalog:
         return UNKNOWN
 
 
-def _price(cell: str | None) -> float | None:
+def parse_prices(text: str, source: str = "<text>") -> list[InstancePrice]:
+    """Every row of the catalog CSV, in file order (row ``i`` is line ``i + 2``); raises ``CatalogError``
+    listing every bad cell."""
+    problems: list[str] = []
+    prices = []
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        try:
+            prices.append(InstancePrice(
+                instance_type=row["instance_type"].strip(),
+                cloud=(row.get("cloud") or "").strip(),
+                gpu_model=(row.get("gpu_model") or "").strip(),
+                gpu_count=float(row.get("gpu_count") or 0),
+                on_demand=_number(row.get("ondemand_usd_per_hour")),
+                spot=_number(row.get("spot_usd_per_hour")),
+                gpu_memory_mib=_gpu_memory_mib(row),
+                vcpu=_number(row.get("vcpu")),
+                memory_gib=_number(row.get("memory_gib")),
+            ))
+        except (KeyError, ValueError, AttributeError) as err:
+            problems.append(f"{source}:{line}: {err}")
+    if problems:
+        raise CatalogError(problems)
+    return prices
+
+
+def median_spot_ratio(prices: Iterable[InstancePrice]) -> float:
+    """The median spot/on-demand price ratio of the rows that have both (1.0 when none has)."""
+    ratios = [p.spot / p.on_demand for p in prices if p.spot is not None and p.on_demand]
+    return statistics.median(ratios) if ratios else 1.0
+
+
+def _number(cell: str | None) -> float | None:
+    """A non-negative number, None for an empty or absent cell."""
     if cell is None or not cell.strip():
         return None
     value = float(cell)
     if not value >= 0:
-        raise ValueError(f"price must be >= 0, got {cell!r}")
+        raise ValueError(f"must be a number >= 0, got {cell!r}")
     return value
+
+
+def _gpu_memory_mib(row: dict[str, str]) -> float:
+    """MiB per GPU: ``gpu_memory_per_gpu_mib``, else the nominal decimal GB column; 0 when neither."""
+    mib = _number(row.get("gpu_memory_per_gpu_mib"))
+    if mib is not None:
+        return mib
+    gb = _number(row.get("gpu_memory_per_gpu_gb_nominal"))
+    return gb * GB_TO_MIB if gb is not None else 0.0
 
 
 @lru_cache(maxsize=1)
