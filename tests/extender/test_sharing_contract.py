@@ -39,6 +39,13 @@ def filter_(rig, pod, names):
     return json.loads(rig.extender.filter(parse_scheduling_args(P.names_args(pod, names))))
 
 
+def added_and_prioritized(rig, pod, names):
+    """Add ``pod`` to the API server, prioritize it over ``names``; the best-scored node."""
+    rig.api.add_pod(pod)
+    scores = json.loads(rig.extender.prioritize(parse_scheduling_args(P.names_args(pod, names))))
+    return max(scores, key=lambda h: h["Score"])["Host"]
+
+
 def free(rig, node):
     cluster = rig.state.cluster
     return cluster.gpu_free[cluster.index[node]].tolist()
@@ -113,10 +120,7 @@ def test_plain_pods_keep_kube_schedulers_view_of_nodes_the_extender_does_not_kno
 def test_bind_of_a_share_writes_one_gpu_and_charges_only_that_gpu():
     rig = make_rig(eight_gpu_nodes(2))
     pod = share_pod("s", 250, annotations=FGD)
-    rig.api.add_pod(pod)
-    args = parse_scheduling_args(P.names_args(pod, ["gpu-000", "gpu-001"]))
-    scores = json.loads(rig.extender.prioritize(args))
-    node = max(scores, key=lambda h: h["Score"])["Host"]
+    node = added_and_prioritized(rig, pod, ["gpu-000", "gpu-001"])
     assert json.loads(rig.extender.bind(parse_binding_args(P.binding_args(pod, node)))) == {"Error": ""}
     (ids,) = [b["annotations"]["gpufleet.io/gpu-ids"] for b in rig.api.binds]
     gpu = int(ids)
@@ -133,10 +137,7 @@ def test_a_restart_rebuilds_shares_on_the_gpus_their_annotations_name():
 def test_when_kube_schedulers_own_binder_wins_the_race_the_gpu_ids_are_still_recorded():
     rig = make_rig(eight_gpu_nodes(2))
     pod = share_pod("s", 400, annotations=FGD)
-    rig.api.add_pod(pod)
-    args = parse_scheduling_args(P.names_args(pod, ["gpu-000", "gpu-001"]))
-    scores = json.loads(rig.extender.prioritize(args))
-    node = max(scores, key=lambda h: h["Score"])["Host"]
+    node = added_and_prioritized(rig, pod, ["gpu-000", "gpu-001"])
     decided = rig.state.ledger.get(pod["metadata"]["uid"]).gpus
     rig.api.pods[("ml", "s")]["spec"]["nodeName"] = node  # DefaultBinder got there first, without ids
     assert json.loads(rig.extender.bind(parse_binding_args(P.binding_args(pod, node)))) == {"Error": ""}
