@@ -25,7 +25,8 @@ from gpufleet.autoscaler.controller.actuator import Actuator, Result
 from gpufleet.autoscaler.controller.agents import AgentPool, discover
 from gpufleet.autoscaler.controller.budget import Entry, Ledger
 from gpufleet.autoscaler.controller.config import ControllerConfig
-from gpufleet.autoscaler.controller.gate import Mode, Skip, mode_of, notice_of, protection, started_at
+from gpufleet.autoscaler.controller.costs import CostAccounting
+from gpufleet.autoscaler.controller.gate import Mode, Skip, notice_of, protection, started_at
 from gpufleet.autoscaler.controller.lease import LeaderElector
 from gpufleet.autoscaler.controller.metrics import ControllerMetrics
 from gpufleet.autoscaler.controller.owners import OwnerResolver, Root
@@ -38,8 +39,16 @@ from gpufleet.autoscaler.controller.plan import (
     group_actions,
     plan_pod,
 )
+from gpufleet.autoscaler.controller.policies import (
+    BUDGET_RESOURCE,
+    RECLAIM_RESOURCE,
+    GpuBudgets,
+    ReclaimPolicies,
+    Selection,
+    StatusWriter,
+)
 from gpufleet.autoscaler.controller.store import SampleStore
-from gpufleet.autoscaler.reclaim import GpuKey, Observation, SpanHistory, decide
+from gpufleet.autoscaler.reclaim import GpuKey, Observation, ReclaimConfig, SpanHistory, decide
 from gpufleet.autoscaler.reclaim.config import POLICY_FORECAST
 from gpufleet.core import names
 from gpufleet.core.clock import Clock
@@ -114,9 +123,19 @@ class Controller:
         self.metrics = ControllerMetrics(registry)
         self.caches = {r: ObjectCache() for r in RESOURCES}
         self.informers = [Informer(api, r, self.caches[r], informer_config or InformerConfig()) for r in RESOURCES]
+        # ReclaimPolicy / GpuBudget objects (policies.py): applied by every replica, status by the leader only;
+        # not waited for at start (a CRD not installed leaves --config in effect)
+        self.policies = ReclaimPolicies(config.reclaim, StatusWriter(api, RECLAIM_RESOURCE, self._leading), identity)
+        self.budgets = GpuBudgets(writer=StatusWriter(api, BUDGET_RESOURCE, self._leading), identity=identity)
+        self.crd_informers = [Informer(api, r, sink, informer_config or InformerConfig())
+                              for r, sink in ((RECLAIM_RESOURCE, self.policies), (BUDGET_RESOURCE, self.budgets))]
+        self._selections: dict[str, Selection] = {}
         self.store = SampleStore(config.samples)
         self.pool = AgentPool(self.store, clock, config.agents, on_batch=self._on_batch)
         self.ledger = Ledger(config.budget, config.schedules())
+        self.costs = CostAccounting(self.store, self.caches["pods"].get, self.caches["nodes"].get,
+                                    self.caches["namespaces"].get, clock, config.cost, config.agents.stale_after_s,
+                                    registry)
         self.elector = LeaderElector(api, identity, config.lease, clock, annotations=self._lease_annotations,
                                      on_acquire=self._on_acquire)
         self.owners = OwnerResolver(api)
@@ -144,6 +163,11 @@ class Controller:
         for informer in self.informers:
             if not informer.synced.wait(wait_synced_s):
                 raise KubeAPIError(f"listing {informer.resource}: not synced after {wait_synced_s:g}s")
+        for informer in self.crd_informers:
+            informer.start()
+        for writer in (self.policies.writer, self.budgets.writer):
+            if writer is not None:
+                writer.start()
         self.refresh_agents(force=True)
         self.elector.start(on_change=self._on_leader_change)
         self._thread = threading.Thread(target=self._loop, name="gpufleet-controller-pass", daemon=True)
@@ -158,8 +182,11 @@ class Controller:
         self.elector.stop(release=True)
         self._builder.shutdown(wait=False, cancel_futures=True)
         self.pool.stop()
-        for informer in self.informers:
+        for informer in [*self.informers, *self.crd_informers]:
             informer.stop()
+        for writer in (self.policies.writer, self.budgets.writer):
+            if writer is not None:
+                writer.stop()
         self.metrics.leader.set(0)
 
     def healthy(self) -> tuple[bool, dict[str, object]]:
@@ -201,6 +228,17 @@ class Controller:
         self.metrics.leader.set(1 if leading else 0)
         log.info("leader=%s identity=%s", leading, self.identity)
 
+    def _leading(self) -> bool:
+        return self.elector.is_leader()
+
+    def _reclaim_of(self, pod_key: str) -> ReclaimConfig:
+        selection = self._selections.get(pod_key)
+        return selection.reclaim if selection is not None else self.config.reclaim
+
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        labels = ((self.caches["namespaces"].get(namespace) or {}).get("metadata") or {}).get("labels")
+        return dict(labels) if isinstance(labels, dict) else {}
+
     def _lease_annotations(self) -> dict[str, str]:
         self.ledger.prune(self.clock.now())
         return {names.RECLAIM_LEDGER: self.ledger.to_json()}
@@ -217,13 +255,16 @@ class Controller:
         index: dict[str, list[int]] = {}
         nodes = self.store.nodes()
         stale_after = self.config.agents.stale_after_s
+        selections: dict[str, Selection] = {}
         for (namespace, name), held in sorted(self.store.holders().items()):
             pod = self.caches["pods"].get(f"{namespace}/{name}")
             if pod is None or (pod.get("status") or {}).get("phase") not in ("Running", "Pending", None):
                 continue
-            mode = mode_of(pod, self.caches["namespaces"].get(namespace))
+            selection = self.policies.select(pod, self.caches["namespaces"].get(namespace))
+            mode = selection.mode
             if mode is Mode.OFF:
                 continue
+            selections[f"{namespace}/{name}"] = selection
             meta = pod.get("metadata") or {}
             try:
                 root: Root | None = self.owners.root_of(pod)
@@ -255,9 +296,14 @@ class Controller:
             views.append(PodView(uid=meta.get("uid", ""), namespace=namespace, name=name,
                                  node=held[0][0], mode=mode, root=root, gpus=uuids, notice=notice_of(pod),
                                  protection=protection(pod, now), data_problem=problem, observed_from=first))
+        self._selections = selections
         return views, observations, index
 
     def run_pass(self) -> list[PodPlan]:
+        try:
+            self.costs.update()
+        except Exception:
+            log.exception("charging the waste ledger failed; the next pass charges the time since")
         with self.metrics.pass_seconds.time():
             return self._pass()
 
@@ -265,10 +311,15 @@ class Controller:
         now = self.clock.now()
         cfg = self.config.reclaim
         views, observations, index = self.views(now)
-        history = self._history(observations, now) if cfg.policy == POLICY_FORECAST else SpanHistory.empty(now)
-        decisions = decide(observations, history, cfg, now)
+        forecast = cfg.policy == POLICY_FORECAST or any(
+            s.reclaim.policy == POLICY_FORECAST for s in self._selections.values())
+        history = self._history(observations, now) if forecast else SpanHistory.empty(now)
         tolerance = 2 * self.config.samples.bucket_s + self.config.pass_interval_s
-        plans = [plan_pod(v, [decisions[i] for i in index[v.key]], now, cfg.notice_s, tolerance) for v in views]
+        plans = []
+        for v in views:  # each pod with the reclaim settings of its ReclaimPolicy (or --config)
+            rc = self._reclaim_of(v.key)
+            decisions = decide([observations[i] for i in index[v.key]], history, rc, now)
+            plans.append(plan_pod(v, decisions, now, rc.notice_s, tolerance))
         self._account(plans, now)
         self.last_plans = plans
         self._passes += 1
@@ -346,7 +397,7 @@ class Controller:
     def _lead(self, plans: Sequence[PodPlan], now: float) -> None:
         for p in plans:
             if p.step is Step.NOTICE:
-                self.actuator.notice(p, self.config.reclaim.notice_s)
+                self.actuator.notice(p, self._reclaim_of(p.pod.key).notice_s)
             elif p.step is Step.CANCEL:
                 self.actuator.cancel(p)
             elif p.step is Step.REPORT and p.action_key not in self._reported:
@@ -364,6 +415,13 @@ class Controller:
     def _try(self, action: Action, now: float) -> None:
         if self.ledger.has(action.key):
             return  # done by us or a previous leader; the pods are on their way out
+        selection = self._selections.get(action.pods[0].pod.key) if action.pods else None
+        ok, why = self.policies.allows(selection.policy if selection else None, self.ledger.entries,
+                                       self.config.budget.window_s, self._namespace_labels, now)
+        if not ok:
+            self.metrics.skipped.labels(Skip.BUDGET).inc()
+            log.info("held action=%s root=%s reason=%s: %s", action.kind, action.root.key, Skip.BUDGET, why)
+            return
         ok, reason, why = self.ledger.allows(action.gpus, self._opted_in_gpus, now)
         if not ok:
             assert reason is not None

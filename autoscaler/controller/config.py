@@ -15,6 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpufleet.autoscaler.controller.cron import CronError, CronSchedule
+from gpufleet.autoscaler.cost.budgets import BudgetConfig as TeamBudgets
+from gpufleet.autoscaler.cost.budgets import BudgetConfigError, parse_budgets
 from gpufleet.autoscaler.reclaim.config import ReclaimConfig, ReclaimConfigError
 from gpufleet.core.config.kinds import seconds as go_duration
 
@@ -78,6 +80,17 @@ class LeaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CostConfig:
+    """The live waste ledger: ``team_labels`` (pod, then namespace labels naming the team; first present
+    wins; unlabelled -> ``unassigned``), ``idle_below`` (activity under this fraction of the GPU is idle)
+    and the teams' monthly ``budgets`` (top-level ``budgets:`` list, thresholds in ``cost.budgetThresholds``)."""
+
+    team_labels: tuple[str, ...] = ("team", "cost-center")
+    idle_below: float = 0.01
+    budgets: TeamBudgets = field(default_factory=TeamBudgets)
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerConfig:
     reclaim: ReclaimConfig = field(default_factory=ReclaimConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -86,6 +99,7 @@ class ControllerConfig:
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     pass_interval_s: float = 5.0  # one decision pass every this many seconds
+    cost: CostConfig = field(default_factory=CostConfig)  # the waste ledger and team budgets
 
     def __post_init__(self) -> None:
         errors = validate(self)
@@ -102,7 +116,8 @@ class ControllerConfig:
             data = {}
         if not isinstance(data, dict):
             raise ControllerConfigError(["top level: must be a mapping"])
-        known = {"reclaim", "budget", "allowedWindows", "samples", "agents", "lease", "passInterval"}
+        known = {"reclaim", "budget", "allowedWindows", "samples", "agents", "lease", "passInterval", "cost",
+                 "budgets"}
         for key in data:
             if key not in known and key != "passIntervalSeconds":
                 errors.append(f"{key}: unknown field (known: {', '.join(sorted(known))})")
@@ -124,6 +139,7 @@ class ControllerConfig:
             allowed.append(AllowedWindow(**_read(AllowedWindow, w, where, errors, required=("schedule", "duration"))))
         values["allowed_windows"] = tuple(allowed)
         errors.extend(_window_errors(values["allowed_windows"]))
+        values["cost"] = _cost(data.get("cost"), data.get("budgets"), errors)
         interval = data.get("passInterval", data.get("passIntervalSeconds"))
         if interval is not None:
             values["pass_interval_s"] = _duration(interval, "passInterval", errors)
@@ -186,6 +202,36 @@ def _window_errors(windows: tuple[AllowedWindow, ...]) -> list[str]:
         if not isinstance(w.duration_s, (int, float)) or not w.duration_s > 0:
             errors.append(f"allowedWindows[{i}].duration: must be positive, got {w.duration_s!r}")
     return errors
+
+
+def _cost(cost: Any, budgets: Any, errors: list[str]) -> CostConfig:
+    """``cost: {teamLabels, idleBelow, budgetThresholds}`` and ``budgets: [{team, monthlyUSD}]``."""
+    if cost is None:
+        cost = {}
+    if not isinstance(cost, dict):
+        errors.append(f"cost: must be a mapping, got {type(cost).__name__}")
+        cost = {}
+    for key in set(cost) - {"teamLabels", "idleBelow", "budgetThresholds"}:
+        errors.append(f"cost.{key}: unknown field (known: budgetThresholds, idleBelow, teamLabels)")
+    default = CostConfig()
+    labels = cost.get("teamLabels", list(default.team_labels))
+    if not isinstance(labels, list) or not labels or not all(isinstance(k, str) and k for k in labels):
+        errors.append(f"cost.teamLabels: must be a non-empty list of label keys, got {labels!r}")
+        labels = list(default.team_labels)
+    idle = cost.get("idleBelow", default.idle_below)
+    if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not 0 <= idle <= 1:
+        errors.append(f"cost.idleBelow: must be a fraction of the GPU between 0 and 1, got {idle!r}")
+        idle = default.idle_below
+    raw: dict[str, Any] = {"budgets": [] if budgets is None else budgets}
+    if "budgetThresholds" in cost:
+        raw["thresholds"] = cost["budgetThresholds"]
+    try:
+        team_budgets = parse_budgets(raw)
+    except BudgetConfigError as err:
+        errors.extend(p if p.startswith("budgets") else f"cost.budgetThresholds: {p.partition(': ')[2]}"
+                      for p in err.problems)
+        team_budgets = TeamBudgets()
+    return CostConfig(tuple(labels), float(idle), team_budgets)
 
 
 def _camel(name: str) -> str:
