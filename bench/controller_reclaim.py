@@ -85,13 +85,7 @@ def latency(api: KubernetesAPI, args: argparse.Namespace, tmp: Path) -> None:
     mirror = Mirror(client.CoreV1Api(kconfig.new_client_from_config(config_file=args.kubeconfig)), sockets, 8)
     mirror.start()
     stop = threading.Event()
-
-    def refresh() -> None:
-        while not stop.is_set():
-            mirror.refresh()
-            stop.wait(1.0)
-
-    threading.Thread(target=refresh, daemon=True).start()
+    threading.Thread(target=mirror.refresh_until, args=(stop, 1.0), daemon=True).start()
     script = tmp / "idle.yaml"
     script.write_text(yaml.safe_dump({"version": 1, "gpus": [{"preset": "held-idle"}] * 8}))
     fleet = FleetAgent(str(script), nodes, SystemClock(), 1.0, str(tmp / "{node}.sock"), 2.0, 120)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from gpufleet.autoscaler.kubelet.fake import FakeKubelet
 from gpufleet.autoscaler.kubelet.podresources import ContainerDevices
 from gpufleet.core import names
+from gpufleet.core.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,12 @@ class Mirror:
             pods = [client.sanitize_for_serialization(p) for p in listed.items]
             kubelet.set_containers(node_containers(pods, self._gpus))
 
+    def refresh_until(self, stop: threading.Event, interval_s: float) -> None:
+        """Refresh every ``interval_s`` seconds until ``stop`` is set (run it on a thread of its own)."""
+        while not stop.is_set():
+            self.refresh()
+            stop.wait(interval_s)
+
     def stop(self) -> None:
         for kubelet in self.kubelets.values():
             kubelet.stop()
@@ -138,13 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     mirror = Mirror(client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig)), nodes, args.gpus)
     mirror.start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
-        while not stop.is_set():
-            mirror.refresh()
-            stop.wait(args.interval)
+        mirror.refresh_until(stop, args.interval)
     finally:
         mirror.stop()
     return 0

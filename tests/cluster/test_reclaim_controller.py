@@ -174,13 +174,7 @@ def scene(local_cluster: Any) -> Iterator[Scene]:
     mirror = Mirror(core, sockets, 8)
     mirror.start()
     stop = threading.Event()
-
-    def refresh() -> None:
-        while not stop.is_set():
-            mirror.refresh()
-            stop.wait(1.0)
-
-    threading.Thread(target=refresh, daemon=True).start()
+    threading.Thread(target=mirror.refresh_until, args=(stop, 1.0), daemon=True).start()
     agents = _start_agents(tmp, sockets)
     for ns, mode in ((ON, "scale-to-zero"), (OFF, None), (EVICT, "evict"), (LEASE_NS, None)):
         api.post("/api/v1/namespaces", {"metadata": {"name": ns, "annotations": {names.RECLAIM: mode} if mode else {}}})
