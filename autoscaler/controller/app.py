@@ -126,7 +126,7 @@ class Controller:
         # ReclaimPolicy / GpuBudget objects (policies.py): applied by every replica, status by the leader only;
         # not waited for at start (a CRD not installed leaves --config in effect)
         self.policies = ReclaimPolicies(config.reclaim, StatusWriter(api, RECLAIM_RESOURCE, self._leading), identity)
-        self.budgets = GpuBudgets(writer=StatusWriter(api, BUDGET_RESOURCE, self._leading), identity=identity)
+        self.budgets = GpuBudgets(config.cost.budgets, StatusWriter(api, BUDGET_RESOURCE, self._leading), identity)
         self.crd_informers = [Informer(api, r, sink, informer_config or InformerConfig())
                               for r, sink in ((RECLAIM_RESOURCE, self.policies), (BUDGET_RESOURCE, self.budgets))]
         self._selections: dict[str, Selection] = {}

@@ -346,6 +346,14 @@ ACCESS = [
     ("get", "", "secrets", "", "ml", "", False),
     ("update", "coordination.k8s.io", "leases", "", "gpufleet-system", "someone-else", False),
     ("list", "discovery.k8s.io", "endpointslices", "", "ml", "", False),
+    ("watch", "gpufleet.io", "reclaimpolicies", "", "", "", True), ("list", "gpufleet.io", "gpubudgets", "", "", "", True),
+    ("patch", "gpufleet.io", "reclaimpolicies", "status", "", "p", True),
+    ("patch", "gpufleet.io", "gpubudgets", "status", "", "b", True),
+    ("patch", "gpufleet.io", "reclaimpolicies", "", "", "p", False),
+    ("update", "gpufleet.io", "gpubudgets", "", "", "b", False),
+    ("create", "gpufleet.io", "reclaimpolicies", "", "", "", False),
+    ("delete", "gpufleet.io", "gpubudgets", "", "", "b", False),
+    ("watch", "gpufleet.io", "placementpolicies", "", "", "", False),
 ]
 
 
