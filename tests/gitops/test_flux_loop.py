@@ -14,6 +14,7 @@ import pytest
 
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo, ClusterOptions, LocalCluster
 from gpufleet.scheduler.localcluster.podloader import PodLoader
+from tests.gitops.conftest import gpu_pod
 
 pytestmark = pytest.mark.cluster
 
@@ -127,14 +128,6 @@ def test_commits_reach_the_extender_invalid_ones_are_reported_and_reverts_recove
     git(work, "push", "--quiet", "origin", "HEAD:main")
     eventually("Ready after the revert", applied_at(git(work, "rev-parse", "HEAD")), 90)
     api_client.close()
-
-
-def gpu_pod(name: str, gpus: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"schedulerName": "gpufleet-scheduler", "terminationGracePeriodSeconds": 0,
-                     "automountServiceAccountToken": False,
-                     "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {
-                         "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": str(gpus)}}}]}}
 
 
 def node_of(loader: PodLoader, name: str) -> str | None:

@@ -17,7 +17,7 @@ import yaml
 
 from gpufleet.scheduler.localcluster.cluster import ClusterInfo
 from gpufleet.scheduler.localcluster.podloader import PodLoader
-from tests.gitops.conftest import FIXTURES, REPO
+from tests.gitops.conftest import FIXTURES, REPO, gpu_pod
 
 pytestmark = pytest.mark.cluster
 
@@ -43,14 +43,6 @@ def crds(local_cluster: ClusterInfo, kubectl: Path) -> None:
 def loader(local_cluster: ClusterInfo) -> Iterator[PodLoader]:
     with PodLoader(local_cluster.kubeconfig) as pod_loader:
         yield pod_loader
-
-
-def gpu_pod(name: str, gpus: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"schedulerName": "gpufleet-scheduler", "terminationGracePeriodSeconds": 0,
-                     "automountServiceAccountToken": False,
-                     "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {
-                         "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": str(gpus)}}}]}}
 
 
 def node_of(loader: PodLoader, namespace: str, name: str, timeout_s: float = 60.0) -> str:
