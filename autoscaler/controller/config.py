@@ -19,6 +19,7 @@ from gpufleet.autoscaler.cost.budgets import BudgetConfig as TeamBudgets
 from gpufleet.autoscaler.cost.budgets import BudgetConfigError, parse_budgets
 from gpufleet.autoscaler.reclaim.config import ReclaimConfig, ReclaimConfigError
 from gpufleet.core.config.kinds import seconds as go_duration
+from gpufleet.core.config.schema import camel
 
 
 class ControllerConfigError(ValueError):
@@ -235,8 +236,8 @@ def _cost(cost: Any, budgets: Any, errors: list[str]) -> CostConfig:
 
 
 def _camel(name: str) -> str:
-    head, *rest = name.removesuffix("_s").split("_")
-    return head + "".join(word.title() for word in rest)
+    """The CRD key of a field without its unit: ``window_s`` -> ``window`` (read as ``windowSeconds``)."""
+    return camel(name.removesuffix("_s"))
 
 
 def _read(cls: type, data: Any, path: str, errors: list[str], required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from gpufleet.core.config.schema import camel
+
 MINUTE = 60.0
 
 POLICY_FORECAST = "forecast"  # gpufleet: forecast of how long the current idle span will last
@@ -143,11 +145,8 @@ _OPTIONAL = ("detection.memoryActivityBytes", "detection.powerActiveWatts", "for
 
 
 def _camel(name: str) -> str:
-    for suffix, unit in (("_s", "_seconds"),):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)] + unit
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
+    """The CRD key of a field: ``grace_s`` -> ``graceSeconds``."""
+    return camel(name.removesuffix("_s") + "_seconds" if name.endswith("_s") else name)
 
 
 def _read_group(cls: type, data: Any, path: str, errors: list[str],
