@@ -28,8 +28,9 @@ DEFAULT_AGENT_SERVICE = "gpufleet-system/gpufleet-agent"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None,
                         help="kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
-    parser.add_argument("--config", metavar="FILE", help="controller settings (YAML): reclaim policy, budgets, "
-                        "allowed windows, sample buffers, lease; see docs/designs/009b-reclaim-controller.md")
+    parser.add_argument("--config", metavar="FILE", help="controller settings (YAML): reclaim policy, action budget, "
+                        "allowed windows, sample buffers, lease, team GPU budgets (budgets:) and cost attribution "
+                        "(cost:); see docs/designs/009b-reclaim-controller.md and 010-waste-and-rightsizing.md")
     parser.add_argument("--agents", metavar="HOST:PORT,...", help="agent gRPC endpoints (default: discover them "
                         "from the EndpointSlices of --agent-service)")
     parser.add_argument("--agent-service", default=DEFAULT_AGENT_SERVICE, metavar="NAMESPACE/NAME",

@@ -7,8 +7,8 @@ resource or annotation) g/1000, a MIG device its profile's fraction; GPUs no pod
 unallocated. Activity is the GPU's mean bucketed utilisation over the interval (no reading for a
 held GPU: counted active, as no data is never idle), memory its peak. A node whose agent is silent
 (older than ``agents.stale_after_s``), or whose batches skip more than that, contributes nothing for
-that time: no data is not waste. Teams come from the pod's labels, then its namespace's (keys
-``cost.teamLabels``); unlabelled pods go to ``unassigned``.
+that time: no data is not waste. Teams come from the pod's team labels, else its namespace's (keys
+``cost.teamLabels``, first present wins); unlabelled pods go to ``unassigned``.
 
 MIG devices carry no physical-GPU link in the store, so a node's MIG holdings are packed first-fit
 onto GPUs after the whole ones: the unallocated total stays right, the GPU index may not.
@@ -86,14 +86,15 @@ def share_of(pod: Mapping[str, Any] | None, gpu_model: str = "") -> tuple[float,
 
 def pod_ref(namespace: str, name: str, pod: Mapping[str, Any] | None, ns: Mapping[str, Any] | None,
             team_labels: tuple[str, ...]) -> PodRef:
-    """The ledger's pod: owner from the controlling ownerReference; team labels from the pod, else the
-    namespace (other labels are not copied)."""
+    """The ledger's pod: owner from the controlling ownerReference; the team labels of the pod when it
+    has any of them, else its namespace's (other labels are not copied)."""
     meta = (pod or {}).get("metadata") or {}
     owners = meta.get("ownerReferences") or []
     owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
     own = meta.get("labels") or {}
     inherited = ((ns or {}).get("metadata") or {}).get("labels") or {}
-    labels = tuple((k, own.get(k) or inherited.get(k, "")) for k in team_labels if own.get(k) or inherited.get(k))
+    source = own if any(own.get(k) for k in team_labels) else inherited
+    labels = tuple((k, source[k]) for k in team_labels if source.get(k))
     containers = (pod or {}).get("spec", {}).get("containers") or []
     return PodRef(name=name, namespace=namespace, owner=f"{owner['kind']}/{owner['name']}" if owner else "",
                   labels=labels, container=containers[0].get("name", "") if len(containers) == 1 else "")
