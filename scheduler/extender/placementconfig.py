@@ -89,7 +89,7 @@ class PlacementPolicies:
         self._seen: dict[str, tuple[int, Any]] = {}  # name -> (generation, spec) last evaluated
         self._labels: dict[str, dict[str, str]] = {}
         self._identity = identity
-        self._writer = StatusWriter(patcher) if patcher is not None else None
+        self._writer = StatusWriter(patcher)
         self.namespaces = _NamespaceLabels(self)
 
     # ---- the placementpolicies sink ------------------------------------------------------------
@@ -133,8 +133,7 @@ class PlacementPolicies:
                         verdict.reason, verdict.message, keeps)
             new_status = kstatus.stalled(obj.get("status"), generation, verdict.reason, verdict.message + keeps,
                                          applied_by=self._identity)
-        if self._writer is not None:
-            self._writer.submit(name, new_status)
+        self._writer.submit(name, new_status)
 
     # ---- lookups -------------------------------------------------------------------------------
 
@@ -150,12 +149,10 @@ class PlacementPolicies:
             return dict(self._applied)
 
     def start(self) -> None:
-        if self._writer is not None:
-            self._writer.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.stop()
+        self._writer.stop()
 
 
 class _NamespaceLabels:
@@ -185,9 +182,9 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 
 class StatusWriter:
     """Writes the newest status per object of ``resource`` (a collection path) on a thread of its own;
-    a failed write is retried twice."""
+    a failed write is retried twice. Without a patcher (no API server) it writes nothing."""
 
-    def __init__(self, patcher: StatusPatcher, resource: str = RESOURCE, attempts: int = 3) -> None:
+    def __init__(self, patcher: StatusPatcher | None, resource: str = RESOURCE, attempts: int = 3) -> None:
         self._patcher = patcher
         self._resource = resource
         self._attempts = attempts
@@ -198,11 +195,15 @@ class StatusWriter:
         self._thread: threading.Thread | None = None
 
     def submit(self, name: str, status: dict[str, Any]) -> None:
+        if self._patcher is None:
+            return
         with self._lock:
             self._pending[name] = status
         self._wake.put(True)
 
     def start(self) -> None:
+        if self._patcher is None:
+            return
         self._thread = threading.Thread(target=self._run, name="gpufleet-status-writer", daemon=True)
         self._thread.start()
 

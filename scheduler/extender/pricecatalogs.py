@@ -106,7 +106,7 @@ class PriceCatalogs:
         #: name -> ((created, name), rows) of the last good generation
         self._good: dict[str, tuple[tuple[str, str], dict[str, InstancePrice]]] = {}
         self._seen: dict[str, tuple[int, Any]] = {}
-        self._writer = StatusWriter(patcher, RESOURCE) if patcher is not None else None
+        self._writer = StatusWriter(patcher, RESOURCE)
 
     def replace(self, objects: list[dict[str, Any]]) -> None:
         names = {str((o.get("metadata") or {}).get("name") or "") for o in objects}
@@ -169,13 +169,10 @@ class PriceCatalogs:
             log.info("nodes re-priced=%d overrides=%d", changed, len(merged))
 
     def _write(self, name: str, new_status: dict[str, Any]) -> None:
-        if self._writer is not None:
-            self._writer.submit(name, new_status)
+        self._writer.submit(name, new_status)
 
     def start(self) -> None:
-        if self._writer is not None:
-            self._writer.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.stop()
+        self._writer.stop()
