@@ -33,17 +33,24 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from gpufleet.autoscaler.controller.config import CostConfig
 from gpufleet.autoscaler.controller.store import PodName, SampleStore
 from gpufleet.autoscaler.cost import attribution
-from gpufleet.autoscaler.cost.catalog import parse_catalog
+from gpufleet.autoscaler.cost.catalog import Catalog, parse_catalog
 from gpufleet.autoscaler.cost.ledger import (
     Holding,
     Ledger,
     LedgerPolicy,
     LedgerSnapshot,
     NodeRef,
+    PodCost,
     PodRef,
     mig_fraction,
 )
-from gpufleet.autoscaler.cost.sizing import needed_rate
+from gpufleet.autoscaler.cost.sizing import (
+    Usage,
+    Workload,
+    WorkloadRecommendation,
+    needed_rate,
+    recommend_workload,
+)
 from gpufleet.core import names
 from gpufleet.core.clock import Clock
 from gpufleet.core.pricing import CATALOG_FILE, PriceCatalog
@@ -144,10 +151,31 @@ def holdings(node: str, node_obj: Mapping[str, Any] | None, held: list[Held], po
     return node_ref(node, node_obj, len(whole) + len(free)), out
 
 
-def default_catalogs() -> tuple[PriceCatalog, Callable[[float, float, bool], float | None]]:
-    """The packaged price table: node prices, and the needed rate for the wrong-size split."""
+def default_catalogs() -> tuple[PriceCatalog, Catalog]:
+    """The packaged price table: node prices, and the instance types recommendations may name."""
     text = resources.files("gpufleet.core.data").joinpath(CATALOG_FILE).read_text(encoding="utf-8")
-    return PriceCatalog.default(), needed_rate(parse_catalog(text, CATALOG_FILE).recommendable())
+    return PriceCatalog.default(), parse_catalog(text, CATALOG_FILE).recommendable()
+
+
+def workload_of(cost: PodCost, pod: Mapping[str, Any], spec: Catalog, instance_type: str) -> Workload:
+    """The sizing input for one pod: its requests, and its running peaks as the measured use (peaks, not
+    p99s: a live ledger keeps no percentiles, so the size errs on the large side)."""
+    cpu = memory = 0.0
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        asked = (container.get("resources") or {}).get("requests") or {}
+        cpu += _number(asked.get("cpu")) * 1000
+        memory += _number(asked.get("memory")) / 2**20
+    fraction, _ = share_of(pod)
+    gpus = int(sum(_number(((c.get("resources") or {}).get("limits") or {}).get(names.GPU_RESOURCE))
+                   for c in (pod.get("spec") or {}).get("containers") or [])) or 1
+    typ = spec.get(instance_type)
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return Workload(cost.pod.key if not cost.pod.owner else f"{cost.pod.namespace}/{cost.pod.owner}",
+                    int(cpu), int(memory), gpus, round(fraction * 1000) if gpus == 1 else 1000,
+                    interruptible=annotations.get(names.INTERRUPTIBLE, "").lower() == "true",
+                    source_gpu_gib=typ.gpu_memory_gib if typ is not None and typ.gpu_memory_mib > 0 else 16.0,
+                    usage=Usage(cost.peak_memory_bytes / 2**30, cost.peak_activity,
+                                window_s=cost.gpu_seconds / max(fraction, 1e-9) / gpus))
 
 
 class CostAccounting:
@@ -155,12 +183,11 @@ class CostAccounting:
 
     def __init__(self, store: SampleStore, pods: Lookup, nodes: Lookup, namespaces: Lookup, clock: Clock,
                  config: CostConfig, stale_after_s: float, registry: CollectorRegistry,
-                 catalog: PriceCatalog | None = None,
-                 needed: Callable[[float, float, bool], float | None] | None = None) -> None:
-        if catalog is None:
-            catalog, needed = default_catalogs()
-        self.ledger = Ledger(catalog, needed, LedgerPolicy(idle_below=config.idle_below,
-                                                           team_keys=config.team_labels))
+                 catalog: PriceCatalog | None = None, recommend_every_s: float = 60.0) -> None:
+        default, self._spec = default_catalogs()
+        self.ledger = Ledger(catalog or default, needed_rate(self._spec), LedgerPolicy(
+            idle_below=config.idle_below, team_keys=config.team_labels))
+        self._recs: tuple[float, list[WorkloadRecommendation]] = (-math.inf, [])
         self._store, self._pods, self._nodes, self._namespaces = store, pods, nodes, namespaces
         self._clock = clock
         self._config = config
@@ -168,12 +195,37 @@ class CostAccounting:
         self._lock = threading.Lock()
         self._charged_to: dict[str, float] = {}  # node -> agent time charged up to
         self._observed: dict[str, float] = defaultdict(float)  # node -> seconds priced
-        attribution.register(registry, self.snapshot, clock.now, config.budgets)
+        self._recommend_every_s = recommend_every_s
+        attribution.register(registry, self.snapshot, clock.now, config.budgets, self.recommendations)
         registry.register(_ObservedCollector(self))
 
     def snapshot(self) -> LedgerSnapshot:
         with self._lock:
             return self.ledger.snapshot()
+
+    def recommendations(self) -> list[WorkloadRecommendation]:
+        """Per workload (pod owner, else pod) still running with measured memory: the cheapest size that
+        holds its peaks (the largest pod of a workload); recomputed at most every ``recommend_every_s`` once
+        there are any."""
+        at, recs = self._recs
+        if recs and self._clock.monotonic() - at < self._recommend_every_s:
+            return recs
+        snap = self.snapshot()
+        best: dict[str, tuple[float, WorkloadRecommendation]] = {}
+        for key, cost in sorted(snap.pods.items()):
+            pod = self._pods(key)
+            node = snap.node_prices.get(cost.node)
+            if pod is None or node is None or cost.peak_memory_bytes <= 0:
+                continue
+            ref, price = node
+            w = workload_of(cost, pod, self._spec, ref.instance_type)
+            now = price.usd_per_gpu_hour * w.num_gpu * w.share if price.source != "unknown" else None
+            rec = recommend_workload(w, self._spec, usd_per_hour_now=now)
+            if w.name not in best or cost.peak_memory_bytes > best[w.name][0]:
+                best[w.name] = (cost.peak_memory_bytes, rec)
+        recs = [rec for _, rec in best.values()]
+        self._recs = (self._clock.monotonic(), recs)
+        return recs
 
     def observed(self) -> dict[str, float]:
         with self._lock:

@@ -305,3 +305,18 @@ def test_team_budgets_from_the_config_file_are_exported(scrapes: Scrapes) -> Non
               for k, v in scrapes.series("gpufleet_cost_budget_alert").items()}
     assert alerts[("unassigned", "forecast", "1")] == 1.0  # a cent a month is spent in seconds
     assert alerts[("nlp", "spent", "0.5")] == 0.0
+
+
+def test_running_pods_with_measured_memory_get_a_recommendation_naming_a_catalog_type(scrapes: Scrapes) -> None:
+    from gpufleet.autoscaler.cost.catalog import parse_catalog
+    from gpufleet.core.pricing import CATALOG_FILE
+
+    catalog = parse_catalog((Path(names.__file__).parent / "data" / CATALOG_FILE).read_text(), CATALOG_FILE)
+    after = scrapes.series("gpufleet_cost_recommendation_after_usd_per_hour")
+    workloads = {by(k, "workload"): k for k in after}
+    assert f"{PLAIN_NS}/trainer" in workloads and f"{PLAIN_NS}/dark" not in workloads
+    for labels in after:
+        t = catalog.get(by(labels, "instance_type"))
+        assert t is not None and t.gpu_model == by(labels, "gpu_model")
+    now = {by(k, "workload"): v for k, v in scrapes.series("gpufleet_cost_recommendation_now_usd_per_hour").items()}
+    assert now[f"{PLAIN_NS}/trainer"] > 0
