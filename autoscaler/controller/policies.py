@@ -35,12 +35,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpufleet.autoscaler.controller.budget import Entry
 from gpufleet.autoscaler.controller.cron import CronError, CronSchedule, window_open
 from gpufleet.autoscaler.controller.gate import PROTECTED_NAMESPACES, Mode
+from gpufleet.autoscaler.controller.objectstatus import StatusWriter
 from gpufleet.autoscaler.cost.budgets import DEFAULT_THRESHOLDS, Budget, BudgetConfig
 from gpufleet.autoscaler.reclaim.config import ReclaimConfig, ReclaimConfigError, WindowConfig
 from gpufleet.core import names
@@ -53,7 +54,6 @@ from gpufleet.core.config.kinds import (
     seconds,
 )
 from gpufleet.core.config.schema import SpecError, parse
-from gpufleet.core.kube.errors import KubeAPIError
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ RECLAIM_RESOURCE = f"/apis/{API_VERSION}/reclaimpolicies"
 BUDGET_RESOURCE = f"/apis/{API_VERSION}/gpubudgets"
 COMPONENT = "gpufleet-controller"
 MODES = {"Off": Mode.OFF, "DryRun": Mode.REPORT, "Notify": Mode.NOTIFY, "Reclaim": Mode.SCALE_TO_ZERO}
-
-
-class StatusPatcher(Protocol):
-    def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -188,6 +184,10 @@ def _name(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
 
 
+def _generation(obj: dict[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
@@ -229,10 +229,10 @@ class _Kind:
             return self._put(obj)
 
     def _put(self, obj: dict[str, Any]) -> bool:
+        """Store ``obj``; whether it is new to us (a status write or a re-list is not)."""
         old = self.seen.get(_name(obj))
         self.seen[_name(obj)] = obj
-        generation = lambda o: (o.get("metadata") or {}).get("generation")  # noqa: E731
-        return old is None or generation(old) != generation(obj) or old.get("spec") != obj.get("spec")
+        return old is None or _generation(old) != _generation(obj) or old.get("spec") != obj.get("spec")
 
     def settle(self, verdicts: dict[str, Verdict]) -> None:
         """Record ``verdicts`` (name -> verdict for the newest object), keep the good ones, write status."""
@@ -240,7 +240,7 @@ class _Kind:
             obj = self.seen.get(name)
             if obj is None:
                 continue
-            generation = int((obj.get("metadata") or {}).get("generation") or 0)
+            generation = _generation(obj)
             if verdict.applied is not None:
                 self.applied[name] = verdict.applied
             running = self.applied.get(name)
@@ -404,69 +404,3 @@ class GpuBudgets:
         if spec is None:
             return self.config().thresholds
         return tuple(sorted(t / 100.0 for t in spec.alert_thresholds_percent)) or DEFAULT_THRESHOLDS
-
-
-class StatusWriter:
-    """Writes the newest status per object of ``resource`` while ``is_leader()`` holds, on a thread of its
-    own; a failed write is retried on the next wake (every ``retry_s``). A new leader writes them all."""
-
-    def __init__(self, patcher: StatusPatcher, resource: str, is_leader: Callable[[], bool],
-                 retry_s: float = 1.0) -> None:
-        self._patcher = patcher
-        self._resource = resource
-        self._is_leader = is_leader
-        self._retry_s = retry_s
-        self._desired: dict[str, dict[str, Any]] = {}
-        self._written: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, name: str, status: dict[str, Any]) -> None:
-        with self._lock:
-            self._desired[name] = status
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"gpufleet-status-{self._resource.rsplit('/', 1)[-1]}",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._retry_s)
-            self._wake.clear()
-            self.flush()
-
-    def flush(self) -> int:
-        """Write what the leader has not written yet; the number written."""
-        if not self._is_leader():
-            with self._lock:
-                self._written.clear()  # whoever leads next writes everything again
-            return 0
-        with self._lock:
-            todo = {n: s for n, s in self._desired.items() if self._written.get(n) is not s}
-        done = 0
-        for name, status in todo.items():
-            try:
-                self._patcher.patch(f"{self._resource}/{name}/status", {"status": status})
-            except KubeAPIError as err:
-                if err.status == 404:  # the object is gone
-                    with self._lock:
-                        if self._desired.get(name) is status:
-                            self._desired.pop(name, None)
-                    continue
-                log.warning("object=%s/%s status write failed: %s; retrying", self._resource, name, err)
-                continue
-            except (OSError, ValueError) as err:
-                log.warning("object=%s/%s status write failed: %s; retrying", self._resource, name, err)
-                continue
-            with self._lock:
-                self._written[name] = status
-            done += 1
-        return done
