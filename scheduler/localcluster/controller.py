@@ -4,7 +4,8 @@
 The local cluster's controller settings are the shipped defaults with minutes turned into seconds
 (the demo and the tests last a minute or two): a gpu-pruner style window and minimum idle run of
 10 s, no grace, 5 s of
-notice, 2 s passes and sample buckets; the leader Lease lives in kube-system. Only pods that opt in
+notice, 2 s passes and sample buckets; the leader Lease lives in kube-system; a monthly GPU budget for
+the ``unassigned`` team (the waste ledger's series feed the Cost dashboard). Only pods that opt in
 (``gpufleet.io/reclaim``) are looked at, as anywhere else.
 """
 
@@ -26,6 +27,9 @@ LOCAL_SETTINGS = {
     "agents": {"staleAfterSeconds": 15, "inventoryEverySeconds": 5},
     "lease": {"namespace": "kube-system"},
     "passInterval": "2s",
+    # the demo's pods carry no team label: their GPU spend goes to "unassigned", given a budget here so
+    # the Cost dashboard's budget panels have a team to show
+    "budgets": [{"team": "unassigned", "monthlyUSD": 5000}],
 }
 
 

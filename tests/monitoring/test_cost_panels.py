@@ -2,8 +2,9 @@
 (autoscaler/cost/attribution.py, served by the agent's HTTP server) over a ledger fed a day of samples
 and more while Prometheus scrapes.
 
-No running component exports the cost series yet (the controller does not register the collector), so
-this is the Cost dashboard's proof until the local cluster's controller exports them.
+The controller exports the same series live (autoscaler/controller/costs.py; the Cost dashboard on the
+local cluster: test_panels_on_prometheus.py); this test covers a day of history and the budget and
+anomaly alerts, which a short cluster run cannot.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from gpufleet.scheduler.localcluster.cluster import ClusterInfo
 from gpufleet.scheduler.localcluster.prometheus import SCRAPE_INTERVAL_S, PrometheusClient
 
 pytestmark = pytest.mark.cluster
-#: Proven in test_cost_panels.py against the cost exporter: no running component exports it yet.
-NOT_ON_THE_CLUSTER = {"gpufleet-cost"}
+#: Dashboards no component of the local cluster feeds (none: the controller exports the cost series).
+NOT_ON_THE_CLUSTER: set[str] = set()
 
 #: Range queries cover the last RANGE_S seconds at STEP_S, as a panel of that width would.
 RANGE_S, STEP_S = 30.0, 5.0
