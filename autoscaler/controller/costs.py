@@ -185,7 +185,7 @@ class CostAccounting:
                  config: CostConfig, stale_after_s: float, registry: CollectorRegistry,
                  catalog: PriceCatalog | None = None, recommend_every_s: float = 60.0) -> None:
         default, self._spec = default_catalogs()
-        self.ledger = Ledger(catalog or default, needed_rate(self._spec), LedgerPolicy(
+        self.ledger = Ledger(catalog if catalog is not None else default, needed_rate(self._spec), LedgerPolicy(
             idle_below=config.idle_below, team_keys=config.team_labels))
         self._recs: tuple[float, list[WorkloadRecommendation]] = (-math.inf, [])
         self._store, self._pods, self._nodes, self._namespaces = store, pods, nodes, namespaces
