@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from gpufleet.autoscaler.controller.config import CostConfig
 from gpufleet.autoscaler.controller.store import PodName, SampleStore
 from gpufleet.autoscaler.cost import attribution
+from gpufleet.autoscaler.cost.budgets import BudgetConfig
 from gpufleet.autoscaler.cost.catalog import Catalog, parse_catalog
 from gpufleet.autoscaler.cost.ledger import (
     Holding,
@@ -183,7 +184,8 @@ class CostAccounting:
 
     def __init__(self, store: SampleStore, pods: Lookup, nodes: Lookup, namespaces: Lookup, clock: Clock,
                  config: CostConfig, stale_after_s: float, registry: CollectorRegistry,
-                 catalog: PriceCatalog | None = None, recommend_every_s: float = 60.0) -> None:
+                 catalog: PriceCatalog | None = None, recommend_every_s: float = 60.0,
+                 budgets: Callable[[], BudgetConfig] | None = None) -> None:
         default, self._spec = default_catalogs()
         self.ledger = Ledger(catalog if catalog is not None else default, needed_rate(self._spec), LedgerPolicy(
             idle_below=config.idle_below, team_keys=config.team_labels))
@@ -196,7 +198,8 @@ class CostAccounting:
         self._charged_to: dict[str, float] = {}  # node -> agent time charged up to
         self._observed: dict[str, float] = defaultdict(float)  # node -> seconds priced
         self._recommend_every_s = recommend_every_s
-        attribution.register(registry, self.snapshot, clock.now, config.budgets, self.recommendations)
+        # budgets: the config file's, or a callable read at each scrape (the GpuBudget objects in effect)
+        attribution.register(registry, self.snapshot, clock.now, budgets or config.budgets, self.recommendations)
         registry.register(_ObservedCollector(self))
 
     def snapshot(self) -> LedgerSnapshot:

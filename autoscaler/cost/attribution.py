@@ -42,7 +42,7 @@ class CostCollector(Collector):
     """Reads a fresh snapshot (and the budget config) at every scrape; ``now`` is the injected clock."""
 
     def __init__(self, snapshot: Callable[[], LedgerSnapshot], now: Callable[[], float],
-                 budgets: BudgetConfig | None = None,
+                 budgets: BudgetConfig | Callable[[], BudgetConfig] | None = None,
                  recommendations: Callable[[], Sequence[WorkloadRecommendation]] | None = None) -> None:
         self._snapshot = snapshot
         self._now = now
@@ -51,15 +51,16 @@ class CostCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
+        budgets = self._budgets() if callable(self._budgets) else self._budgets  # a callable: read each scrape
         yield from gpufleet_series(snap)
         yield from opencost_series(snap)
-        yield from budget_series(snap, self._budgets, self._now())
+        yield from budget_series(snap, budgets, self._now())
         if self._recommendations is not None:
             yield from recommendation_series(self._recommendations())
 
 
 def register(registry: CollectorRegistry, snapshot: Callable[[], LedgerSnapshot], now: Callable[[], float],
-             budgets: BudgetConfig | None = None,
+             budgets: BudgetConfig | Callable[[], BudgetConfig] | None = None,
              recommendations: Callable[[], Sequence[WorkloadRecommendation]] | None = None) -> CostCollector:
     collector = CostCollector(snapshot, now, budgets, recommendations)
     registry.register(collector)

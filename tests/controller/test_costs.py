@@ -115,3 +115,16 @@ def test_the_cost_and_budget_settings_are_read_from_the_controller_config_with_p
     text = str(err.value)
     for path in ("budgets[0].team", "budgets[0].monthlyUSD", "cost.teamLabels", "cost.idleBelow", "cost.extra"):
         assert path in text
+
+
+def test_budgets_given_as_a_callable_are_read_at_every_scrape() -> None:
+    from gpufleet.autoscaler.cost.budgets import Budget, BudgetConfig
+
+    current = [BudgetConfig((Budget("nlp", 100.0),))]
+    registry = CollectorRegistry()
+    CostAccounting(SampleStore(SamplesConfig()), {}.get, {}.get, lambda ns: None, FakeClock(), CostConfig(), 5.0,
+                   registry, budgets=lambda: current[0])
+    assert registry.get_sample_value("gpufleet_cost_budget_usd", {"team": "nlp"}) == 100.0
+    current[0] = BudgetConfig((Budget("vision", 7.0),))
+    assert registry.get_sample_value("gpufleet_cost_budget_usd", {"team": "nlp"}) is None
+    assert registry.get_sample_value("gpufleet_cost_budget_usd", {"team": "vision"}) == 7.0
