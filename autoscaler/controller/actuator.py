@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gpufleet.autoscaler.controller.gate import Mode, format_time, mode_of, notice_of, protection
+from gpufleet.autoscaler.controller.gate import Mode, format_time, notice_of, protection
 from gpufleet.autoscaler.controller.metrics import ControllerMetrics
 from gpufleet.autoscaler.controller.owners import object_path
 from gpufleet.autoscaler.controller.plan import Action, ActionKind, PodPlan
@@ -69,12 +69,14 @@ def evidence(plan: PodPlan) -> str:
 
 class Actuator:
     def __init__(self, api: WriteAPI, clock: Clock, metrics: ControllerMetrics, instance: str,
-                 namespace_of: Callable[[str], dict[str, Any] | None]) -> None:
+                 mode_of: Callable[[dict[str, Any]], Mode]) -> None:
+        """``mode_of(pod)``: the pod's reclaim mode now (annotations, then ReclaimPolicies), asked again
+        just before acting."""
         self._api = api
         self._clock = clock
         self._metrics = metrics
         self._instance = instance
-        self._namespace_of = namespace_of
+        self._mode_of = mode_of
         self._blocked: set[str] = set()  # action keys whose PDB block was already reported
 
     # ---- events ---------------------------------------------------------------------------------
@@ -158,7 +160,7 @@ class Actuator:
             why = protection(fresh, now)
             if why is not None:
                 return f"pod {p.pod.key}: {why}"
-            mode = mode_of(fresh, self._namespace_of(p.pod.namespace))
+            mode = self._mode_of(fresh)
             if not mode.acts:
                 return f"pod {p.pod.key}: reclaim mode is now {mode}"
         return None

@@ -139,8 +139,7 @@ class Controller:
         self.elector = LeaderElector(api, identity, config.lease, clock, annotations=self._lease_annotations,
                                      on_acquire=self._on_acquire)
         self.owners = OwnerResolver(api)
-        self.actuator = Actuator(api, clock, self.metrics, identity,
-                                 lambda ns: self.caches["namespaces"].get(ns))
+        self.actuator = Actuator(api, clock, self.metrics, identity, self._mode_of)
         self._reported: set[str] = set()
         self._reclaimed: dict[str, _Reclaimed] = {}
         self._last_pass: float | None = None
@@ -156,6 +155,10 @@ class Controller:
         self.last_plans: list[PodPlan] = []
 
     # ---- lifecycle ------------------------------------------------------------------------------
+
+    def _mode_of(self, pod: dict[str, Any]) -> Mode:
+        namespace = (pod.get("metadata") or {}).get("namespace", "")
+        return self.policies.select(pod, self.caches["namespaces"].get(namespace)).mode
 
     def start(self, wait_synced_s: float = 60.0) -> None:
         for informer in self.informers:

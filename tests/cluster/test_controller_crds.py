@@ -6,6 +6,7 @@ selects the namespace and the pod labelled tier=first: that pod gets notice, the
 within 5 s of the change. Generation 2 would also select tier=second but names an unknown time zone
 (schema-valid, so the API server takes it): Stalled with the reason, and generation 1 keeps running
 (no notice for tier=second). Generation 3 fixes it: Ready, and tier=second gets notice within 5 s.
+Generation 4 switches the policy to Reclaim with a short notice: one pod is evicted (the budget allows one).
 """
 
 from __future__ import annotations
@@ -177,5 +178,19 @@ def test_a_reclaim_policy_is_applied_live_and_a_stalled_change_keeps_the_last_go
     fixed_latency = time.monotonic() - started
     ready = wait_for("Ready for generation 3", lambda: status_of(api, 3), 5)
     assert conditions(ready)["Ready"]["status"] == "True" and "Stalled" not in conditions(ready)
+
+    # Generation 4: the policy itself says Reclaim (no annotation anywhere), with a short notice: the
+    # controller acts on what the policy opted in (bare pods: the Eviction API), once per budget.
+    api.patch(f"{RESOURCE}/{POLICY}", {"spec": {"mode": "Reclaim", "notice": "1s"}})
+    wait_for("Ready for generation 4", lambda: status_of(api, 4), 5)
+    wait_for("an eviction of a pod the policy opted in", lambda: not all(_running(api, n) for n in ("first", "second")),
+             30)
+    time.sleep(3 * CONFIG["passInterval"])
+    assert sum(_running(api, n) for n in ("first", "second")) == 1  # the budget (maxPods 1) allows one action
     print(f"\nReclaimPolicy hot reload: notice {notice_latency:.2f} s and Ready {ready_latency:.2f} s after create; "
           f"Stalled {stalled_latency:.2f} s after a bad change; notice {fixed_latency:.2f} s after the fix")
+
+
+def _running(api: KubernetesAPI, name: str) -> bool:
+    pod = api.get(f"/api/v1/namespaces/{NS}/pods/{name}")
+    return pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp")

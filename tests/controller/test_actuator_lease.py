@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from gpufleet.autoscaler.controller.actuator import Actuator, Result
 from gpufleet.autoscaler.controller.config import LeaseConfig
-from gpufleet.autoscaler.controller.gate import Mode, format_time
+from gpufleet.autoscaler.controller.gate import Mode, format_time, mode_of
 from gpufleet.autoscaler.controller.lease import LeaderElector
 from gpufleet.autoscaler.controller.metrics import ControllerMetrics
 from gpufleet.autoscaler.controller.owners import Root
@@ -33,7 +33,8 @@ def setup(mode: Mode = Mode.SCALE_TO_ZERO, kind: str = "Deployment") -> tuple[Fa
     api.add(DEPLOY, {"metadata": {"name": "infer", "namespace": "ml", "uid": "d1"}, "spec": {"replicas": 3}})
     api.add("/apis/batch/v1/namespaces/ml/jobs/train", {"metadata": {"name": "train", "namespace": "ml",
                                                                        "uid": "j1"}, "spec": {}})
-    actuator = Actuator(api, clock, ControllerMetrics(CollectorRegistry()), "test", lambda ns: None)
+    actuator = Actuator(api, clock, ControllerMetrics(CollectorRegistry()), "test",
+                        lambda pod: mode_of(pod, None))
     view = PodView("uid-1", "ml", "p1", "n0", mode, Root(kind, "ml", "infer" if kind != "Job" else "train"),
                    ("GPU-a",))
     plan = PodPlan(view, Step.DUE, "idle", idle=True, idle_since=IDLE_SINCE, due_at=IDLE_SINCE + 960)
