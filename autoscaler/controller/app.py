@@ -135,7 +135,7 @@ class Controller:
         self.ledger = Ledger(config.budget, config.schedules())
         self.costs = CostAccounting(self.store, self.caches["pods"].get, self.caches["nodes"].get,
                                     self.caches["namespaces"].get, clock, config.cost, config.agents.stale_after_s,
-                                    registry)
+                                    registry, budgets=self.budgets.config)
         self.elector = LeaderElector(api, identity, config.lease, clock, annotations=self._lease_annotations,
                                      on_acquire=self._on_acquire)
         self.owners = OwnerResolver(api)

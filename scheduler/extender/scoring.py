@@ -4,7 +4,8 @@ Only the candidate rows are scored: their slices of the cluster arrays go throug
 kernels the simulator uses (feasibility, FGD), so a request costs O(candidates), not O(cluster).
 
 Policies (``gpufleet.io/placement``), each defined once in :mod:`gpufleet.scheduler.policies` (the
-simulator uses the same modules): ``fgd`` (the FGD paper's score, quantised to 0..100), ``binpack``,
+simulator uses the same modules): ``fgd`` (the FGD paper's score, quantised to 0..100), ``fgd-strand``
+(FGD plus the GPU that free CPU can no longer feed, see docs/designs/012), ``binpack``,
 ``spread`` and ``cost`` (hourly USD: the pod's GPUs, the capacity it strands, a spot penalty for pods
 that are not interruptible).
 
@@ -21,17 +22,17 @@ from itertools import repeat
 
 import numpy as np
 
-from gpufleet.scheduler import kernels
+from gpufleet.scheduler import kernels, kernels_strand
 from gpufleet.scheduler.extender.ledger import pick_gpus
 from gpufleet.scheduler.extender.pods import PodInfo
 from gpufleet.scheduler.extender.state import ClusterState
 from gpufleet.scheduler.model import GPU_MILLI, Cluster
-from gpufleet.scheduler.policies import binpack, cost, spread
+from gpufleet.scheduler.policies import binpack, cost, fgd_strand, spread
 from gpufleet.scheduler.policies.fgd import FGDPolicy
 from gpufleet.scheduler.workload import MixArrays, PodShape, WorkloadMix
 
-FGD, BINPACK, SPREAD, COST, OFF = "fgd", binpack.NAME, spread.NAME, cost.NAME, "off"
-SCORED_POLICIES = (FGD, BINPACK, SPREAD, COST)
+FGD, STRAND, BINPACK, SPREAD, COST, OFF = "fgd", fgd_strand.NAME, binpack.NAME, spread.NAME, cost.NAME, "off"
+SCORED_POLICIES = (FGD, STRAND, BINPACK, SPREAD, COST)
 
 #: Used until enough GPU pods run to learn the mix from: mostly 1-GPU pods, some shares and gangs.
 DEFAULT_MIX = WorkloadMix(
@@ -100,6 +101,8 @@ class Scorer:
         self._fgd: FGDPolicy | None = None
         self._mix_arrays: MixArrays | None = None
         self._mix_version = 0
+        self._strand_key: tuple[int, int, int] | None = None
+        self._strand: tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables] | None = None
         self._cost_options = cost.CostOptions(config.interruption_penalty, config.fragmentation_weight)
 
     # -- workload mix and fragmentation --------------------------------------------------------
@@ -135,6 +138,17 @@ class Scorer:
             self._mix_arrays = self._mix.arrays(cluster)
         return self._fgd, self._mix_arrays
 
+    def _strand_policy(self, cluster: Cluster, generation: int
+                       ) -> tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables]:
+        """fgd-strand for the current mix, with its look-ahead tables (rebuilt when the mix changes)."""
+        key = (generation, self._mix_version, len(cluster.model_names))
+        if self._strand_key != key or self._strand is None:
+            _, mix = self._policy(cluster, generation)
+            self._strand_key = key
+            self._strand = (fgd_strand.StrandPolicy(self._mix),
+                            kernels_strand.waste_tables(mix, len(cluster.model_names)))
+        return self._strand
+
     def fragmentation(self, state: ClusterState) -> np.ndarray:
         """F_n(M) of every row (milli-GPU), refreshed where rows changed."""
         if state.cluster is None:
@@ -168,6 +182,10 @@ class Scorer:
             before = fgd.fragmentation(cluster)[r]
             raw, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
                                             request.num_gpu, request.gpu_milli, mix, quantise=True)
+        elif policy == STRAND:
+            strand, tables = self._strand_policy(cluster, state.generation)
+            raw, share = strand.raw_scores(gpu_free, cpu_free, model, ok, fgd.fragmentation(cluster)[r], request,
+                                           mix, tables)
         elif policy == COST:
             before = fgd.fragmentation(cluster)[r]
             _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,

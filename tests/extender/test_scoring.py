@@ -151,3 +151,17 @@ def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
     scorer = Scorer(mix=fixed)
     scorer.refresh_mix(state_of([P.node(f"n{i}") for i in range(4)], pods))
     assert scorer.mix == fixed
+
+
+def test_fgd_strand_ranks_like_the_simulator_policy_on_the_candidate_rows():
+    """The extender's fgd-strand is the registry's policy applied to the candidate rows: same best node."""
+    from gpufleet.scheduler.extender.scoring import DEFAULT_MIX
+    from gpufleet.scheduler.policies import make_policy
+
+    state = state_of([P.node(f"n{i}", gpus=8, cpu=str(16 + 8 * i)) for i in range(4)],
+                     [running("a", "n1", 2, "0,1"), running("b", "n3", 1, "0")])
+    names, ranking = rank(state, "fgd-strand", cpu="6")
+    assert ranking.policy == "fgd-strand" and ranking.best >= 0
+    expected = make_policy("fgd-strand", mix=DEFAULT_MIX).score(state.cluster, parse_pod(P.pod(gpus=1, cpu="6")).request)
+    row = state.cluster.index[names[ranking.best]]
+    assert expected.score[row] == expected.score.max()

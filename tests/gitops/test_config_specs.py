@@ -58,7 +58,7 @@ def test_parse_reports_every_error_with_its_path():
                                           "interruptionPenaltyGpuHours": "high"})
     assert sorted(caught.value.errors) == sorted([
         "spec.namespaceSelector: required",
-        "spec.policy: must be one of fgd, binpack, spread, cost, off (got 'greedy')",
+        "spec.policy: must be one of fgd, fgd-strand, binpack, spread, cost, off (got 'greedy')",
         "spec.weights.fragmentation: must be >= 0",
         "spec.weights.x: unknown field",
         "spec.interruptionPenaltyGpuHours: must be a number",

@@ -108,7 +108,7 @@ NOT_EMPTY: tuple[Rule, ...] = (
 
 # ---- PlacementPolicy ---------------------------------------------------------------------------
 
-POLICIES = ("fgd", "binpack", "spread", "cost", "off")
+POLICIES = ("fgd", "fgd-strand", "binpack", "spread", "cost", "off")
 MIX_SOURCES = ("Learned", "Default", "ConfigMap")
 
 
@@ -150,7 +150,8 @@ class PlacementPolicySpec:
     namespace_selector: LabelSelector = prop(doc="namespaces whose pods this policy places",
                                              rules=NOT_EMPTY)
     pod_selector: LabelSelector | None = prop(None, "only pods with these labels (default: every GPU pod)")
-    policy: str = prop("fgd", "fgd (least fragmentation), binpack, spread, cost ($/h with stranded GPUs "
+    policy: str = prop("fgd", "fgd (least fragmentation), fgd-strand (FGD and CPU-stranded GPUs), binpack, "
+                              "spread, cost ($/h with stranded GPUs "
                               "and spot risk) or off", enum=POLICIES)
     weights: PlacementWeights = prop(PlacementWeights(), "weights of the cost policy")
     interruption_penalty_gpu_hours: float = prop(
