@@ -37,7 +37,7 @@ SHAPES = [
 #: Request shapes (GPUs, milli per GPU, CPU) and weights, after the openb default trace.
 REQUESTS = [((1, 1000, "8"), 40), ((1, 500, "4"), 15), ((1, 250, "2"), 10), ((2, 1000, "16"), 15),
             ((4, 1000, "32"), 12), ((8, 1000, "64"), 8)]
-POLICIES = ("fgd", "binpack", "spread", "cost")
+POLICIES = ("fgd", "fgd-strand", "binpack", "spread", "cost")
 
 
 def node(i: int) -> dict[str, Any]:
