@@ -93,10 +93,12 @@ class ServerConfig:
     verbs: bool = True  # False: only /healthz, /readyz and /metrics (a separate metrics listener)
     tls: TLSFiles | None = None  # mutual TLS (see the module docstring); None: plain HTTP
     handshake_timeout_s: float = 10.0
-    #: Binds posting to the API server at once (default 32); more wait their turn. Each in flight
-    #: holds one of the API client's pooled connections (64, ``gpufleet.core.kube.client``); past
-    #: the pool every bind would open, and then drop, a new TLS connection to the API server.
-    max_binds_in_flight: int = 32
+    #: Binds posting to the API server at once (default 256); more wait their turn. A bound on
+    #: threads, not a throttle: binds in flight = pods/s x the API server's latency, and a lower cap
+    #: makes them queue past kube-scheduler's 1 s timeout when the API server is slow (measured: 32
+    #: turned a 0.7 s API latency into 4 s binds). Past the API client's 64 pooled connections
+    #: (``gpufleet.core.kube.client``) each extra bind opens, then drops, a TLS connection.
+    max_binds_in_flight: int = 256
 
 
 class _Verb:
