@@ -2,7 +2,10 @@
 ``/readyz``, ``/metrics``.
 
 HTTP/1.1 with keep-alive (kube-scheduler's Go client reuses connections), one thread per connection,
-Nagle off. With ``ServerConfig.tls`` the listener speaks TLS and requires a client certificate signed
+Nagle off: a bind waits for the API server on its own connection's thread and holds up no other
+request. The stdlib server was kept after ``bench/http_servers.py`` ran the verbs behind it, uvicorn,
+granian and aiohttp in one run (it used the least CPU per pod), with its request headers read by a
+lean loop rather than the email parser. With ``ServerConfig.tls`` the listener speaks TLS and requires a client certificate signed
 by the configured CA (mutual TLS, for the existing-scheduler overlay where the extender is a
 Service): the handshake runs on the connection's own thread, before any request is read, so a
 client without such a certificate is refused before it can change any state. Bad input never gets a 5xx: an unreadable body, a body over ``max_body_bytes``, JSON that
