@@ -91,6 +91,8 @@ class Informer:
                 log.info("resource=%s watch expired (%s); listing again", self.resource, err)
                 self.resource_version = None
             except KubeAPIError as err:
+                if self._stop.is_set():
+                    return  # stopped while a watch was open: its stream breaking is expected
                 if err.status == 404:  # the type is not served (a CRD not installed): look again now and then
                     if not self._absent:
                         log.info("resource=%s is not served by the API server (%s); checking every %.0fs",
