@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpufleet.autoscaler.controller.cron import CronError, CronSchedule
@@ -92,6 +93,28 @@ class CostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GitOpsConfig:
+    """Recommendations as commits (leader only; off while ``repo_url`` is empty): one branch per change in
+    the config repository. Credentials never here: a token from the env var ``token_env`` or the mounted
+    file ``token_file`` (re-read at each publish), sent as the URL's password for ``username``."""
+
+    repo_url: str = ""  # https://host/org/config.git; empty: publishing off
+    base: str = "main"  # the branch people merge into (never pushed to)
+    nodepool_path: str = "nodepools/gpufleet-recommended.yaml"  # Karpenter NodePool patches
+    workload_dir: str = "workloads"  # kustomize patches, one file per workload: <dir>/<ns>/<kind>-<name>.yaml
+    author_name: str = "gpufleet-bot"
+    author_email: str = "gpufleet-bot@users.noreply.local"
+    max_new_branches_per_hour: int = 2
+    publish_every_s: float = 3600.0  # one publish pass every this long, s
+    retry_s: float = 300.0  # after a failed publish (push refused, server down), s
+    min_usd_per_month: float = 10.0  # smaller savings are not proposed
+    token_env: str = ""  # name of the env var holding the token
+    token_file: str = ""  # path of a mounted file holding the token
+    username: str = "x-access-token"
+    workdir: str = "/tmp/gpufleet-gitops"  # the bot's working clone
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerConfig:
     reclaim: ReclaimConfig = field(default_factory=ReclaimConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -101,6 +124,7 @@ class ControllerConfig:
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     pass_interval_s: float = 5.0  # one decision pass every this many seconds
     cost: CostConfig = field(default_factory=CostConfig)  # the waste ledger and team budgets
+    gitops: GitOpsConfig = field(default_factory=GitOpsConfig)  # recommendations as commits
 
     def __post_init__(self) -> None:
         errors = validate(self)
@@ -118,7 +142,7 @@ class ControllerConfig:
         if not isinstance(data, dict):
             raise ControllerConfigError(["top level: must be a mapping"])
         known = {"reclaim", "budget", "allowedWindows", "samples", "agents", "lease", "passInterval", "cost",
-                 "budgets"}
+                 "budgets", "gitops"}
         for key in data:
             if key not in known and key != "passIntervalSeconds":
                 errors.append(f"{key}: unknown field (known: {', '.join(sorted(known))})")
@@ -127,7 +151,8 @@ class ControllerConfig:
             values["reclaim"] = ReclaimConfig.from_dict(data.get("reclaim") or {})
         except ReclaimConfigError as err:
             errors.extend(f"reclaim.{e}" for e in err.errors)
-        groups = {"budget": BudgetConfig, "samples": SamplesConfig, "agents": AgentsConfig, "lease": LeaseConfig}
+        groups = {"budget": BudgetConfig, "samples": SamplesConfig, "agents": AgentsConfig, "lease": LeaseConfig,
+                  "gitops": GitOpsConfig}
         for key, group in groups.items():
             values[key] = group(**_read(group, data.get(key) or {}, f"{key}.", errors))
         windows = data.get("allowedWindows") or []
@@ -186,6 +211,33 @@ def validate(config: ControllerConfig) -> list[str]:
     if not config.lease.name or not config.lease.namespace:
         errors.append("lease: name and namespace must not be empty")
     errors.extend(_window_errors(config.allowed_windows))
+    errors.extend(_gitops_errors(config.gitops))
+    return errors
+
+
+def _gitops_errors(g: GitOpsConfig) -> list[str]:
+    if not g.repo_url:
+        return []
+    errors = []
+    if urlsplit(g.repo_url).password:
+        errors.append("gitops.repoUrl: must not carry a password; put the token in the env var named by "
+                      "gitops.tokenEnv or the file gitops.tokenFile")
+    if g.token_env and g.token_file:
+        errors.append("gitops: set tokenEnv or tokenFile, not both")
+    for path, value in (("gitops.publishEvery", g.publish_every_s), ("gitops.retry", g.retry_s)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            errors.append(f"{path}: must be a positive number of seconds, got {value!r}")
+    if isinstance(g.max_new_branches_per_hour, bool) or not isinstance(g.max_new_branches_per_hour, int) \
+            or g.max_new_branches_per_hour < 0:
+        errors.append(f"gitops.maxNewBranchesPerHour: must be an integer >= 0, got {g.max_new_branches_per_hour!r}")
+    for key in ("base", "nodepool_path", "workload_dir", "author_name", "author_email", "workdir", "username"):
+        value = getattr(g, key)
+        if not isinstance(value, str) or not value:
+            errors.append(f"gitops.{_camel(key)}: must be a non-empty string, got {value!r}")
+    for key in ("nodepool_path", "workload_dir"):
+        value = getattr(g, key)
+        if isinstance(value, str) and (value.startswith("/") or ".." in value.split("/")):
+            errors.append(f"gitops.{_camel(key)}: must be a path inside the repository, got {value!r}")
     return errors
 
 
