@@ -47,6 +47,7 @@ from gpufleet.autoscaler.controller.policies import (
     Selection,
     StatusWriter,
 )
+from gpufleet.autoscaler.controller.publish import Publisher
 from gpufleet.autoscaler.controller.store import SampleStore
 from gpufleet.autoscaler.reclaim import GpuKey, Observation, ReclaimConfig, SpanHistory, decide
 from gpufleet.autoscaler.reclaim.config import POLICY_FORECAST
@@ -140,6 +141,8 @@ class Controller:
                                      on_acquire=self._on_acquire)
         self.owners = OwnerResolver(api)
         self.actuator = Actuator(api, clock, self.metrics, identity, self._mode_of)
+        # recommendations as commits (leader only, on its own thread): off unless gitops.repoUrl is set
+        self.publisher = Publisher(config.gitops, clock, registry) if config.gitops.repo_url else None
         self._reported: set[str] = set()
         self._reclaimed: dict[str, _Reclaimed] = {}
         self._last_pass: float | None = None
@@ -184,6 +187,8 @@ class Controller:
             self._thread.join(timeout=10)
         self.elector.stop(release=True)
         self._builder.shutdown(wait=False, cancel_futures=True)
+        if self.publisher is not None:
+            self.publisher.stop()
         self.pool.stop()
         for informer in [*self.informers, *self.crd_informers]:
             informer.stop()
@@ -414,6 +419,8 @@ class Controller:
             log.debug("held pod=%s reason=%s: %s", p.pod.key, reason, why)
         for action in actions:
             self._try(action, now)
+        if self.publisher is not None and self.elector.is_leader():
+            self.publisher.tick(self.costs.recommendations)
 
     def _try(self, action: Action, now: float) -> None:
         if self.ledger.has(action.key):

@@ -210,3 +210,30 @@ def test_the_gitops_section_is_typed_and_credentials_stay_out_of_the_config():
     assert any("maxNewBranchesPerHour" in e for e in err.value.errors)
     with pytest.raises(ControllerConfigError, match="gitops.token: unknown field"):
         ControllerConfig.from_dict({"gitops": {"repoUrl": "https://git.example/c.git", "token": "abc"}})
+
+
+def test_only_the_leading_controller_publishes_its_recommendations(remote, tmp_path):
+    from gpufleet.autoscaler.controller.app import Controller, Discovery
+    from gpufleet.autoscaler.controller.config import LeaseConfig
+    from tests.controller.fakes import FakeAPI
+
+    server, person, _ = remote
+    api = FakeAPI()
+    gitops = GitOpsConfig(repo_url=server.url("config"), workdir=str(tmp_path / "bot"))
+    config = ControllerConfig(lease=LeaseConfig(namespace="sys"), gitops=gitops)
+    leader, follower = (Controller(api, config, FakeClock(), CollectorRegistry(), name, Discovery())
+                        for name in ("c1", "c2"))
+    for c in (leader, follower):
+        c.costs.recommendations = lambda: RECS  # recorded: the ledger needs agents to have any
+    leader.elector.step()
+    follower.elector.step()
+    assert leader.elector.is_leader() and not follower.elector.is_leader()
+    follower.run_pass()
+    assert follower.publisher is not None and follower.publisher.wait(60) == []
+    leader.run_pass()
+    assert [o.action for o in leader.publisher.wait(60)] == [CREATED, CREATED, RATE_LIMITED]
+    assert len([b for b in bot_branches(person) if b.startswith("gpufleet/")]) == 2
+    assert Controller(api, ControllerConfig(lease=LeaseConfig(namespace="sys")), FakeClock(), CollectorRegistry(),
+                      "c3", Discovery()).publisher is None  # off without gitops.repoUrl
+    for c in (leader, follower):
+        c.publisher.stop()
