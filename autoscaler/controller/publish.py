@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -150,8 +151,15 @@ class Publisher:
                                 "Publish passes or single changes that failed (retried later)", registry=registry)
 
     def _bot(self, secret: str | None) -> GitBot:
+        """The bot; an existing clone is pointed at the URL with the current token (a rotated one works)."""
         c = self.config
-        return GitBot(BotConfig(remote_url(c, secret), Path(c.workdir), base=c.base,
+        url = remote_url(c, secret)
+        if (Path(c.workdir) / ".git").exists():
+            done = subprocess.run(["git", "-C", c.workdir, "remote", "set-url", "origin", url],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise GitOpsError(f"pointing {c.workdir} at {c.repo_url}: {done.stderr.strip()}")
+        return GitBot(BotConfig(url, Path(c.workdir), base=c.base,
                                 max_new_branches_per_hour=c.max_new_branches_per_hour,
                                 author_name=c.author_name, author_email=c.author_email), self.clock)
 

@@ -147,6 +147,18 @@ def test_a_refused_push_is_logged_counted_and_retried_later_without_raising(remo
     pub.stop()
 
 
+def test_a_rotated_token_is_used_at_the_next_publish(remote, tmp_path):
+    server, _, _ = remote
+    config = GitOpsConfig(repo_url=server.url("config"), workdir=str(tmp_path / "bot"), token_file=str(tmp_path / "t"))
+    (tmp_path / "t").write_text("first-token\n")
+    pub = Publisher(config, FakeClock(), CollectorRegistry(), env={})
+    assert [o.action for o in pub.publish(pub.changes(RECS[:1]))] == [CREATED]
+    assert "first-token@" in git(tmp_path / "bot", "remote", "get-url", "origin")
+    (tmp_path / "t").write_text("second-token\n")
+    assert [o.action for o in pub.publish(pub.changes(RECS[:1]))] == [UNCHANGED]
+    assert "second-token@" in git(tmp_path / "bot", "remote", "get-url", "origin")
+
+
 def test_a_missing_token_or_a_failing_source_is_logged_not_raised(remote, tmp_path, caplog):
     server, _, _ = remote
     clock = FakeClock()
