@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.core import names
 from gpufleet.core.kube.client import KubernetesAPI
+from tests.cluster.test_reclaim_controller import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -150,14 +151,6 @@ def _metrics(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
-def _wait(what: str, check: Any, timeout: float) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +191,7 @@ def scrapes(local_cluster: Any) -> Iterator[Scrapes]:
              "--metrics-listen", "127.0.0.1:0", "--ready-file", str(ready)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        port = _wait("the controller ready", lambda: ready.exists() and json.loads(ready.read_text()), 30)["metrics_port"]
+        port = wait_for("the controller ready", lambda: ready.exists() and json.loads(ready.read_text()), 30)["metrics_port"]
         expected = {name for ns, name, node, *_ in PODS if node != SILENT}
 
         def all_pods_charged() -> bool:
@@ -207,7 +200,7 @@ def scrapes(local_cluster: Any) -> Iterator[Scrapes]:
                        if n == "gpufleet_cost_pod_gpu_seconds_total" and v > 0}
             return expected <= charged
 
-        _wait("every agent-observed pod charged", all_pods_charged, 30)
+        wait_for("every agent-observed pod charged", all_pods_charged, 30)
         before = parse(_metrics(port))
         time.sleep(SCRAPE_WINDOW_S)
         after = parse(_metrics(port))
