@@ -167,13 +167,7 @@ def scrapes(local_cluster: Any) -> Iterator[Scrapes]:
     mirror = Mirror(core, sockets, 8)
     mirror.start()
     stop = threading.Event()
-
-    def refresh() -> None:
-        while not stop.is_set():
-            mirror.refresh()
-            stop.wait(1.0)
-
-    threading.Thread(target=refresh, daemon=True).start()
+    threading.Thread(target=mirror.refresh_until, args=(stop, 1.0), daemon=True).start()
     api.post("/api/v1/namespaces", {"metadata": {"name": TEAM_NS, "labels": {"team": "vision"}}})
     for ns in (PLAIN_NS, LEASE_NS):
         api.post("/api/v1/namespaces", {"metadata": {"name": ns}})

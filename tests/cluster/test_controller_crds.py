@@ -98,13 +98,7 @@ def cluster(local_cluster: Any, kubectl: Path) -> Iterator[KubernetesAPI]:
                     sockets, 8)
     mirror.start()
     stop = threading.Event()
-
-    def refresh() -> None:
-        while not stop.is_set():
-            mirror.refresh()
-            stop.wait(1.0)
-
-    threading.Thread(target=refresh, daemon=True).start()
+    threading.Thread(target=mirror.refresh_until, args=(stop, 1.0), daemon=True).start()
     agents = _start_agents(tmp, sockets)
     api.post("/api/v1/namespaces", {"metadata": {"name": NS, "labels": {"team": POLICY}}})
     api.post("/api/v1/namespaces", {"metadata": {"name": LEASE_NS}})
