@@ -127,9 +127,27 @@ class Extender:
             if posted is not None:  # a retry after our Binding went through: only its node will do
                 failed = {n: f"gpufleet: the pod is being bound to {posted.node}" for n in names if n != posted.node}
                 return encode_filter_result([n for n in names if n == posted.node], failed, {}, args.nodes)
-            failed, unresolvable = self._filter_reasons(pod, names, opted_in=self.policy_of(pod) != OFF)
-        passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
+            policy = self.policy_of(pod)
+            failed, unresolvable = self._filter_reasons(pod, names, opted_in=policy != OFF)
+            passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
+            if len(passed) == 1:
+                self._assume_sole_node(pod, policy, passed[0])
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
+
+    def _assume_sole_node(self, pod: PodInfo, policy: str, node: str) -> None:
+        """kube-scheduler skips prioritize when one node is feasible and binds there asynchronously,
+        while it already filters the next pod: charge the pod now, or that pod sees the GPUs free."""
+        cluster = self.state.cluster
+        row = cluster.index.get(node) if cluster is not None else None
+        if row is None or not pod.uid or pod.request is None:
+            return
+        gpus: tuple[int, ...] = ()
+        if policy != OFF:
+            ranking = self.scorer.rank(self.state, pod, policy, [node], cost_options=self._cost_options(pod))
+            gpus = ranking.best_gpus if ranking.best == 0 else ()
+        gpus = gpus or choose_gpus(cluster, row, pod.request)
+        if gpus:
+            self.state.assume(pod.uid, pod.key, node, pod.request, gpus, self.state.config.assume_ttl_s)
 
     def _filter_reasons(self, pod: PodInfo, names: Sequence[str],
                         opted_in: bool = True) -> tuple[dict[str, str], dict[str, str]]:

@@ -104,6 +104,20 @@ def test_a_share_is_refused_where_no_single_gpu_has_room_even_if_the_node_total_
     assert filter_(rig, share_pod("small", 300), ["gpu-000"])["NodeNames"] == ["gpu-000"]
 
 
+@pytest.mark.parametrize("opted_in", [True, False])
+def test_when_one_node_passes_the_filter_charges_the_pod_before_its_asynchronous_bind(opted_in):
+    # kube-scheduler skips prioritize for a sole feasible node and filters the next pod while the
+    # first one's bind is still in flight: 600m shares must still take one GPU each.
+    rig = make_rig(eight_gpu_nodes(1))
+    pods = [share_pod(f"s-{i}", 600, annotations=FGD if opted_in else None) for i in range(9)]
+    replies = [filter_(rig, pod, ["gpu-000"]) for pod in pods]
+    assert [r["NodeNames"] for r in replies] == [["gpu-000"]] * 8 + [[]]
+    assert "no single GPU has 600m free" in replies[8]["FailedNodes"]["gpu-000"]
+    rig.api.add_pod(pods[0])
+    assert json.loads(rig.extender.bind(parse_binding_args(P.binding_args(pods[0], "gpu-000")))) == {"Error": ""}
+    assert sorted(free(rig, "gpu-000")) == [400] * 8
+
+
 def test_a_share_never_lands_on_a_gpu_held_by_a_whole_gpu_pod():
     wholes = [bound(P.pod(f"w-{g}", gpus=1), "gpu-000", str(g)) for g in range(8)]
     rig = make_rig(eight_gpu_nodes(1), pods=wholes)
