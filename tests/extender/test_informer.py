@@ -143,3 +143,44 @@ def test_a_resource_the_server_does_not_serve_is_retried_at_the_longest_backoff(
     assert 2 <= Absent.calls <= 4  # every 0.2 s, not every 0.01 s doubling
     assert len([r for r in caplog.records if "not served" in r.getMessage()]) == 1
     assert not informer.synced.is_set()
+
+
+def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monkeypatch):
+    import copy
+
+    from gpufleet.scheduler.extender import informer as extender_informer
+
+    parsed = []
+    real_parse = extender_informer.parse_pod
+    monkeypatch.setattr(extender_informer, "parse_pod", lambda obj: parsed.append(obj) or real_parse(obj))
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000")]
+    pending = P.pod("p", gpus=2)
+    api.objects["pods"] = [pending]
+    state, _, nodes, pods, _ = setup(api)
+    nodes.step()
+    pods.step()
+    bound = P.pod("p", gpus=2, node_name="gpu-000", annotations={"gpufleet.io/gpu-ids": "3,5"})
+    running = copy.deepcopy(bound)
+    running["status"].update(phase="Running", podIP="10.0.0.7")
+    ready = with_version(copy.deepcopy(running), "302")
+    ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    moved = copy.deepcopy(ready)
+    moved["metadata"]["annotations"]["gpufleet.io/gpu-ids"] = "6,7"
+    resized = copy.deepcopy(moved)
+    resized["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "oops"
+    api.watch_scripts["pods"] = [("MODIFIED", bound), ("MODIFIED", running), ("MODIFIED", ready),
+                                 ("MODIFIED", moved), ("MODIFIED", resized)]
+    pods.step()
+    assert len(parsed) == 5  # the list, bind, phase Running, the annotation, the bad spec (rejected again)
+    assert state.pending_pod(bound["metadata"]["uid"]) is None
+    assert state.cluster.gpu_free[0].tolist() == [1000] * 6 + [0, 0]  # bound where gpu-ids moved it
+    api.watch_scripts["pods"] = [("MODIFIED", resized), ("DELETED", moved)]
+    pods.step()
+    assert len(parsed) == 6  # the bad spec is parsed (and reported) each time; DELETED reuses the last parse
+    assert state.cluster.gpu_free[0].sum() == 8000
+    for listed in (moved, moved, ready):  # relists: parsed after the delete, reused, parsed on a change
+        api.objects["pods"] = [listed]
+        pods.resource_version = None
+        pods.step()
+    assert len(parsed) == 8 and state.cluster.gpu_free[0].tolist() == [1000] * 3 + [0, 1000, 0, 1000, 1000]

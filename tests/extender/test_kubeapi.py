@@ -22,6 +22,8 @@ class FakeAPIServer(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict, object]] = []
+        self.headers: list[dict[str, str]] = []
+        self.peer_certs: list[dict | None] = []
         self.watch_lines: list[bytes] = []
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -41,7 +43,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _record(self) -> None:
+        self.server.headers.append({k.lower(): v for k, v in self.headers.items()})
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        self.server.peer_certs.append(getpeercert() if getpeercert else None)
+
     def do_GET(self) -> None:
+        self._record()
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.server.requests.append(("GET", url.path, query, None))
@@ -70,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
 
     def do_POST(self) -> None:
+        self._record()
         url = urlparse(self.path)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(("POST", url.path, {}, body))
@@ -184,3 +193,60 @@ def test_connect_reads_a_kubeconfig_and_keeps_a_connection_per_concurrent_bind(f
         assert sum(1 for r in server.requests if r[1].endswith("/binding")) == 64
     finally:
         api.close()
+
+
+def test_requests_carry_the_bearer_token_refreshed_by_the_hook_and_the_user_agent(fake_api):
+    server, _ = fake_api
+    cfg = client.Configuration()
+    cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
+    cfg.api_key = {"authorization": "token-0"}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    refreshed = []
+
+    def refresh(config) -> None:  # as the kubeconfig loader's exec/OIDC hook and the in-cluster token reload do
+        refreshed.append(1)
+        config.api_key["authorization"] = f"token-{len(refreshed)}"
+
+    cfg.refresh_api_key_hook = refresh
+    api_client = client.ApiClient(cfg)
+    api_client.user_agent = "gpufleet-test"
+    api = KubernetesAPI(api_client)
+    try:
+        api.bind("ml", "trainer-0", "", "gpu-000", {})
+        api.get_pod("ml", "present")
+    finally:
+        api.close()
+    assert [h["authorization"] for h in server.headers] == ["Bearer token-1", "Bearer token-2"]
+    assert {h["user-agent"] for h in server.headers} == {"gpufleet-test"}
+    assert server.headers[0]["content-type"] == "application/json" and "content-type" not in server.headers[1]
+    assert all(h["accept"] == "application/json" for h in server.headers)
+
+
+def test_connect_presents_the_kubeconfig_client_certificate_and_checks_the_server_against_its_ca(fake_api, tmp_path):
+    import ssl
+
+    from gpufleet.scheduler.extender.pki import write_pki
+
+    server, _ = fake_api
+    pki = write_pki(tmp_path / "pki")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": f"https://127.0.0.1:{server.server_address[1]}",
+                                                  "certificate-authority": str(pki.ca)}}],
+        "users": [{"name": "fake", "user": {"client-certificate": str(pki.client_cert),
+                                             "client-key": str(pki.client_key), "token": "secret-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
+    api = KubernetesAPI.connect(str(kubeconfig))
+    try:
+        items, _ = api.list("nodes")
+    finally:
+        api.close()
+    assert [i["metadata"]["name"] for i in items] == ["gpu-000", "gpu-001"]
+    subject = dict(pair[0] for pair in server.peer_certs[0]["subject"])
+    assert subject["commonName"] == "kube-scheduler"
+    assert server.headers[0]["authorization"] == "Bearer secret-token"
