@@ -9,7 +9,9 @@ Three per-node measures, all in milli-GPU, so they add up (see docs/designs/012-
 - S_n, stranded GPU: idle GPU milli the node's free CPU cannot feed at the mix's CPU per GPU-milli
   (``rho``), ``max(0, idle - cpu_free / rho)``. A fall of S counts only at weight ``relief`` (0..1): at
   full weight a CPU-light pod is drawn to every node below the mix's CPU ratio, empty ones included,
-  and breaks up the whole nodes multi-GPU pods need.
+  and breaks up the whole nodes multi-GPU pods need;
+- R, model reserve: a pod taking GPU milli on a node of model m displaces ``reserve[m + 1]`` milli of
+  model-bound demand per milli (the caller's weights, ``fgd_strand.model_reserve``; zeros turn it off).
 
 No I/O here. Each kernel has a plain-Python twin in ``scheduler.reference`` and a differential test.
 """
@@ -123,7 +125,7 @@ def _score(delta):
 @njit(cache=True, nogil=True)
 def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli,
                    mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch,
-                   waste, cpu_levels, lookahead, stranding, rho, relief, out_score, out_gpu):
+                   waste, cpu_levels, lookahead, stranding, rho, relief, reserve, out_score, out_gpu):
     width = gpu_free.shape[1]
     hyp = np.empty(width, dtype=gpu_free.dtype)
     share = num == 1 and milli < 1000
@@ -136,6 +138,7 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
         cpu_after = cpu_free[n] - cpu
         bw = _node_waste(waste, cpu_levels, g, cpu_free[n], model[n]) if lookahead != 0.0 else 0.0
         bs = _stranded(g, cpu_free[n], rho) if stranding != 0.0 else 0.0
+        displaced = reserve[model[n] + 1] * num * milli
         for j in range(width):
             hyp[j] = g[j]
         if share:
@@ -153,7 +156,7 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                 hyp[i] -= milli
                 s = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli, mix_num,
                                   mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead,
-                                  stranding, rho, relief))
+                                  stranding, rho, relief) + displaced)
                 hyp[i] += milli
                 if s > best:
                     best = s
@@ -168,7 +171,7 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                 hyp[pick] -= milli
             out_score[n] = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli,
                                          mix_num, mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels,
-                                         lookahead, stranding, rho, relief))
+                                         lookahead, stranding, rho, relief) + displaced)
 
 
 def node_waste(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, tables: WasteTables) -> np.ndarray:
@@ -189,19 +192,24 @@ def stranded(gpu_free: np.ndarray, cpu_free: np.ndarray, rho: float) -> np.ndarr
 
 def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, feasible: np.ndarray,
                   frag_before: np.ndarray, cpu: int, num: int, milli: int, mix: MixArrays, tables: WasteTables,
-                  lookahead: float, stranding: float, rho: float,
-                  relief: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                  lookahead: float, stranding: float, rho: float, relief: float = 1.0,
+                  reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Score of placing the pod on each node: (score float64[N], share GPU int32[N]).
 
-    delta = dF + lookahead * dV + stranding * dS (milli-GPU), a negative dS weighted by ``relief``;
+    delta = dF + lookahead * dV + stranding * dS + reserve[model + 1] * (the pod's GPU milli), a
+    negative dS weighted by ``relief``; ``reserve`` is float64[models + 1] (None: zeros);
     score = int(sigmoid(-delta / 1000) * 100), -1 where infeasible. A GPU-sharing pod tries every GPU with room; the first with the best score wins.
     """
     _check(gpu_free, cpu_free, model, feasible, frag_before)
     n = gpu_free.shape[0]
+    width = int(model.max(initial=-1)) + 2
+    reserve = np.zeros(width) if reserve is None else np.asarray(reserve, dtype=np.float64)
+    if reserve.ndim != 1 or reserve.shape[0] < width:
+        raise ValueError(f"reserve needs one weight per GPU model plus one (>= {width}), got shape {reserve.shape}")
     score = np.empty(n, dtype=np.float64)
     gpu = np.empty(n, dtype=np.int32)
     _strand_scores(gpu_free, cpu_free.astype(np.int64, copy=False), model.astype(np.int32, copy=False), feasible,
                    frag_before, np.int64(cpu), np.int32(num), np.int32(milli), *mix, _scratch(gpu_free, mix),
-                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), float(relief), score,
-                   gpu)
+                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), float(relief), reserve,
+                   score, gpu)
     return score, gpu

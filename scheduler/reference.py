@@ -127,10 +127,10 @@ def stranded(gpus: Sequence[int], cpu_free: int, rho: float) -> float:
 
 
 def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli, mix: MixArrays,
-                  lookahead: float, stranding: float, rho: float,
-                  relief: float = 1.0) -> tuple[list[float], list[int]]:
-    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS, where a
-    fall of S (dS < 0) counts at weight ``relief``."""
+                  lookahead: float, stranding: float, rho: float, relief: float = 1.0,
+                  reserve: Sequence[float] | None = None) -> tuple[list[float], list[int]]:
+    """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS
+    + reserve[model + 1] * num * milli, where a fall of S (dS < 0) counts at weight ``relief``."""
 
     def delta(before: list[int], after: list[int], n: int) -> float:
         cpu_after = int(cpu_free[n]) - cpu
@@ -141,6 +141,8 @@ def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mi
         if stranding != 0.0:
             grown = stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho)
             d += stranding * (grown if grown > 0.0 else relief * grown)
+        if reserve is not None:
+            d += reserve[int(model[n]) + 1] * num * milli
         return d
 
     def score(d: float) -> float:

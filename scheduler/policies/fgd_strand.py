@@ -12,8 +12,12 @@ workload mix. Two blind spots cost GPUs on the openb traces once the cluster sat
 - **Look-ahead on shares.** F_n asks whether *one* next task fits; V_n asks what stays free for good
   if tasks keep arriving from the mix and the first that fits takes the GPU (a Bellman recursion per
   GPU, see ``kernels_strand.waste_tables``), so a 320m share goes where it completes a GPU.
+- **GPU models.** S pushes CPU-heavy pods to CPU-rich nodes, which may be the models that model-bound
+  pods (those with a GPU-model list) can only run on. R charges a pod free to run anywhere the milli of
+  model-bound demand its GPU milli displaces on model m: the share of the mix's GPU demand bound to m
+  over m's share of the free GPU, at most 1 (``model_reserve``).
 
-delta = dF + lookahead * dV + stranding * dS (all milli-GPU), scored and quantised exactly as FGD:
+delta = dF + lookahead * dV + stranding * dS + reserve * R (all milli-GPU), scored and quantised as FGD:
 int(sigmoid(-delta / 1000) * 100), ties to the caller's node order (FGD's implicit packing).
 Results, the ideas that lost, and the held-out checks: docs/designs/012-fgd-strand.md.
 """
@@ -37,11 +41,13 @@ NAME = "fgd-strand"
 class StrandOptions:
     """Weights (dimensionless, on milli-GPU terms) of the look-ahead dV and of the stranded GPU dS
     added to FGD's dF, chosen on design seeds (design note), never per trace. ``relief``: the weight of a
-    fall of S (0: only growth counts; 1: symmetric, which breaks up the whole nodes multi-GPU pods need)."""
+    fall of S (0: only growth counts; 1: symmetric, which breaks up the whole nodes multi-GPU pods need).
+    ``reserve``: the weight of R (1: a displaced milli of model-bound demand counts as one milli lost)."""
 
     lookahead: float = 0.25
     stranding: float = 1.0
     relief: float = 0.25
+    reserve: float = 1.0
 
 
 def cpu_per_gpu_milli(mix: WorkloadMix) -> float:
@@ -51,8 +57,35 @@ def cpu_per_gpu_milli(mix: WorkloadMix) -> float:
     return cpu / gpu if gpu > 0 else 0.0
 
 
+def bound_demand(mix: MixArrays, models: int) -> np.ndarray:
+    """float64[models]: the share of the mix's GPU demand bound to each GPU model (a task allowed on k of the
+    cluster's models counts 1/k on each; tasks free to run anywhere count nowhere)."""
+    gpu = mix.prob * mix.num * mix.milli
+    share = np.zeros(models)
+    total = gpu.sum()
+    if total <= 0:
+        return share
+    for mask, demand in zip(mix.mask, gpu):
+        allowed = [m for m in range(models) if mask != 0 and (int(mask) >> m) & 1]
+        for m in allowed:
+            share[m] += demand / total / len(allowed)
+    return share
+
+
+def model_reserve(bound: np.ndarray, gpu_free: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """float64[models + 1]: milli of model-bound demand displaced per GPU milli taken on each model (index
+    model + 1; 0 for no model): min(1, bound share / the model's share of the free GPU milli now)."""
+    has = model >= 0
+    free = np.bincount(model[has], weights=gpu_free[has].sum(axis=1), minlength=len(bound)).astype(np.float64)
+    out = np.zeros(len(bound) + 1)
+    if free.sum() > 0:
+        share = free / free.sum()
+        np.divide(bound, share, out=out[1:], where=share > 0)
+    return np.minimum(out, 1.0)
+
+
 class StrandPolicy:
-    """FGD's score on dF + lookahead * dV + stranding * dS; F_n is cached per node version as in FGD."""
+    """FGD's score on dF + lookahead * dV + stranding * dS + reserve * R; F_n cached per node version as FGD."""
 
     name = NAME
 
@@ -63,26 +96,37 @@ class StrandPolicy:
         self._fgd = FGDPolicy(mix)
         self._tables_for: tuple[str, ...] | None = None
         self._tables: kernels_strand.WasteTables | None = None
+        self._bound: np.ndarray | None = None
 
     def tables(self, cluster: Cluster) -> kernels_strand.WasteTables:
         """The look-ahead tables for ``cluster``'s GPU models (built once per model list)."""
         key = tuple(cluster.model_names)
         if self._tables is None or self._tables_for != key:
             self._tables = kernels_strand.waste_tables(self._fgd.mix_arrays(cluster), len(key))
+            self._bound = bound_demand(self._fgd.mix_arrays(cluster), len(key))
             self._tables_for = key
         return self._tables
+
+    def reserve(self, cluster: Cluster, pod: PodRequest) -> np.ndarray | None:
+        """R's weights for ``pod`` (None, i.e. off, for a model-bound pod: its nodes are all of its models)."""
+        self.tables(cluster)
+        if pod.gpu_models or pod.num_gpu == 0 or self.options.reserve == 0.0 or not self._bound.any():
+            return None
+        return self.options.reserve * model_reserve(self._bound, cluster.gpu_free, cluster.gpu_model)
 
     def score(self, cluster: Cluster, pod: PodRequest) -> NodeScores:
         before = self._fgd.fragmentation(cluster)
         score, gpu = self.raw_scores(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, feasible(cluster, pod),
-                                     before, pod, self._fgd.mix_arrays(cluster), self.tables(cluster))
+                                     before, pod, self._fgd.mix_arrays(cluster), self.tables(cluster),
+                                     self.reserve(cluster, pod))
         return NodeScores(score, gpu)
 
     def raw_scores(self, gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, ok: np.ndarray,
                    frag_before: np.ndarray, pod: PodRequest, mix: MixArrays,
-                   tables: kernels_strand.WasteTables) -> tuple[np.ndarray, np.ndarray]:
+                   tables: kernels_strand.WasteTables,
+                   reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores (0..100, -1 infeasible) and share GPU of any rows of a cluster: the extender's entry,
-        which passes only the candidate rows."""
+        which passes only the candidate rows (``reserve`` from the whole cluster: ``self.reserve``)."""
         return kernels_strand.strand_scores(gpu_free, cpu_free, model, ok, frag_before, pod.cpu_milli,
                                             pod.num_gpu, pod.gpu_milli, mix, tables, self.options.lookahead,
-                                            self.options.stranding, self.rho, self.options.relief)
+                                            self.options.stranding, self.rho, self.options.relief, reserve)

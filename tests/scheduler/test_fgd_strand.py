@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from gpufleet.scheduler import kernels, kernels_strand, reference
 from gpufleet.scheduler.model import Cluster, Node, PodRequest
 from gpufleet.scheduler.policies import POLICIES, choose_gpus, make_policy, select_node
-from gpufleet.scheduler.policies.fgd_strand import NAME, StrandPolicy, cpu_per_gpu_milli
+from gpufleet.scheduler.policies.fgd_strand import (
+    NAME,
+    StrandOptions,
+    StrandPolicy,
+    bound_demand,
+    cpu_per_gpu_milli,
+    model_reserve,
+)
 from gpufleet.scheduler.simulator import SimulationConfig, simulate
 from gpufleet.scheduler.trace import read_nodes, read_pods
 from gpufleet.scheduler.workload import PodShape, WorkloadMix
@@ -46,19 +53,21 @@ def test_stranded_matches_reference(cluster, rho):
 
 @SETTINGS
 @given(cluster=clusters(), pod=pods(), mix=mixes(), lookahead=WEIGHTS, stranding=WEIGHTS,
-       relief=st.sampled_from([0.0, 0.25, 1.0]))
-def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding, relief):
+       relief=st.sampled_from([0.0, 0.25, 1.0]), reserve=WEIGHTS)
+def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding, relief, reserve):
     arrays = mix.arrays(cluster)
     ok = kernels.feasible_nodes(cluster.gpu_free, cluster.cpu_free, cluster.memory_free, cluster.gpu_model,
                                 pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli,
                                 cluster.model_mask(pod.gpu_models))
     before = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, arrays)
     rho = cpu_per_gpu_milli(mix)
+    weights = reserve * model_reserve(bound_demand(arrays, len(cluster.model_names)), cluster.gpu_free,
+                                      cluster.gpu_model)
     args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
             pod.gpu_milli, arrays)
     fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho,
-                                                        relief)
-    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho, relief)
+                                                        relief, weights)
+    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho, relief, weights.tolist())
     np.testing.assert_allclose(fast_score, slow_score, rtol=1e-12, atol=1e-9)
     assert fast_gpu.tolist() == slow_gpu
 
@@ -155,6 +164,28 @@ def test_a_small_share_completes_a_gpu_rather_than_leaving_a_gap_no_common_task_
                       probs=(0.3, 0.2, 0.2, 0.02, 0.28))
     cluster = tiny_cluster([530, 350])
     assert place(NAME, cluster, PodRequest(1000, 0, 1, 320), mix) == (0, (1,))
+
+
+def test_a_pod_free_to_run_anywhere_leaves_the_model_that_bound_pods_need():
+    # Half the GPU demand may run only on T4. The CPU-rich T4 node is where the CPU-heavy pod strands
+    # nothing, so without the model reserve it goes there (FGD ties and takes node 0, the G2). The T4
+    # holds half the free GPU and the T4-bound pods want half the demand: each milli taken there
+    # displaces one milli of theirs (R = 1000), more than the G2 strands (dS 600 + dV 250).
+    mix = WorkloadMix(shapes=(PodShape(16000, 1000, 1, ()), PodShape(4000, 1000, 1, ("T4",))), probs=(0.5, 0.5))
+    cluster = Cluster.from_nodes([Node("g2", 16000, 262144, 2, "G2"), Node("t4", 64000, 262144, 2, "T4")])
+    bound = bound_demand(mix.arrays(cluster), 2)
+    assert bound.tolist() == [0.0, 0.5]
+    assert model_reserve(bound, cluster.gpu_free, cluster.gpu_model).tolist() == [0.0, 0.0, 1.0]
+    pod = PodRequest(16000, 0, 1, 1000)
+    blind = StrandPolicy(mix, StrandOptions(reserve=0.0)).score(cluster, pod)
+    aware = StrandPolicy(mix).score(cluster, pod)
+    assert select_node(blind, arange_rank(cluster)) == 1
+    assert select_node(aware, arange_rank(cluster)) == 0
+    assert place("fgd", cluster, pod, mix)[0] == 0
+    # A T4-bound pod has only T4 nodes: no reserve for it; and with the T4 full, the G2 pays none either.
+    assert StrandPolicy(mix).reserve(cluster, PodRequest(4000, 0, 1, 1000, ("T4",))) is None
+    cluster.gpu_free[1] = 0
+    assert model_reserve(bound, cluster.gpu_free, cluster.gpu_model).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_the_policy_is_registered_and_needs_a_mix():
