@@ -6,6 +6,7 @@ synced in the cluster state once its first list is applied.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -52,9 +53,10 @@ class NodeSink:
 
 
 class PodSink:
-    """Pods into the state. A pod is parsed again only when a field ``parse_pod`` reads changed (kept
-    per UID as those fields' JSON): most pod events are status updates (the kubelet's, kwok's) that
-    leave the node, the requests and the annotations as they were."""
+    """Pods into the state. A pod is parsed again only when a field ``parse_pod`` reads other than
+    ``spec.nodeName`` and ``status.phase`` changed (kept per UID as those fields' JSON); those two are
+    copied as they are. Most pod events are the scheduler's bind and status updates (the kubelet's,
+    kwok's) that leave the requests and the model rule as they were."""
 
     def __init__(self, state: ClusterState) -> None:
         self._state = state
@@ -63,15 +65,17 @@ class PodSink:
     def _parse(self, obj: dict[str, Any], parsed: dict[str, tuple[bytes, PodInfo]]) -> PodInfo:
         """``parse_pod(obj)``, from ``self._parsed`` when its inputs are the same; recorded in ``parsed``."""
         inputs = _parse_inputs(obj)
-        if inputs is not None:
-            uid, fields = inputs
-            known = self._parsed.get(uid)
-            if known is not None and known[0] == fields:
-                parsed[uid] = known
-                return known[1]
-        info = parse_pod(obj)
-        if inputs is not None:
-            parsed[uid] = (fields, info)
+        if inputs is None:
+            return parse_pod(obj)
+        uid, fields, node_name, phase = inputs
+        known = self._parsed.get(uid)
+        if known is not None and known[0] == fields:
+            info = known[1]
+            if (info.node_name, info.phase) != (node_name, phase):
+                info = dataclasses.replace(info, node_name=node_name, phase=phase)
+        else:
+            info = parse_pod(obj)
+        parsed[uid] = (fields, info)
         return info
 
     def replace(self, objects: list[dict[str, Any]]) -> None:
@@ -98,20 +102,26 @@ class PodSink:
             self._state.upsert_pod(info)
 
 
-def _parse_inputs(obj: Any) -> tuple[str, bytes] | None:
-    """(UID, the JSON of every field ``parse_pod`` reads), or None for an object not shaped like a
-    pod (parsed every time, so its errors are reported every time)."""
+def _parse_inputs(obj: Any) -> tuple[str, bytes, str, str] | None:
+    """(UID, the JSON of the fields ``parse_pod`` reads but ``spec.nodeName`` and ``status.phase``,
+    nodeName, phase), or None for an object not shaped like a pod (parsed every time, so its errors
+    are reported every time)."""
     if not isinstance(obj, dict):
         return None
-    meta, status = obj.get("metadata"), obj.get("status")
+    meta, spec, status = obj.get("metadata"), obj.get("spec"), obj.get("status")
+    spec = {} if spec is None else spec
     status = {} if status is None else status
-    if not isinstance(meta, dict) or not isinstance(status, dict):
+    if not isinstance(meta, dict) or not isinstance(spec, dict) or not isinstance(status, dict):
         return None
-    uid = meta.get("uid")
-    if not isinstance(uid, str) or not uid:
+    uid, node_name, phase = meta.get("uid"), spec.get("nodeName"), status.get("phase")
+    node_name = "" if node_name is None else node_name
+    phase = "" if phase is None else phase
+    if not isinstance(uid, str) or not uid or not isinstance(node_name, str) or not isinstance(phase, str):
         return None
-    return uid, _encode((meta.get("name"), meta.get("namespace"), meta.get("annotations"),
-                         meta.get("deletionTimestamp") is not None, obj.get("spec"), status.get("phase")))
+    spec = {k: v for k, v in spec.items() if k != "nodeName"}
+    fields = _encode((meta.get("name"), meta.get("namespace"), meta.get("annotations"),
+                      meta.get("deletionTimestamp") is not None, spec))
+    return uid, fields, node_name, phase
 
 
 class NamespaceSink:

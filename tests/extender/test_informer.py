@@ -155,11 +155,14 @@ def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monk
     monkeypatch.setattr(extender_informer, "parse_pod", lambda obj: parsed.append(obj) or real_parse(obj))
     api = FakeKubeAPI()
     api.objects["nodes"] = [P.node("gpu-000")]
-    pending = P.pod("p", gpus=2)
-    api.objects["pods"] = [pending]
+    placed = P.pod("q", gpus=1, annotations={"gpufleet.io/gpu-ids": "0"})  # bound by a binder that annotates first
+    api.objects["pods"] = [P.pod("p", gpus=2), placed]
     state, _, nodes, pods, _ = setup(api)
     nodes.step()
     pods.step()
+    assert len(parsed) == 2
+    placed = copy.deepcopy(placed)
+    placed["spec"]["nodeName"] = "gpu-000"
     bound = P.pod("p", gpus=2, node_name="gpu-000", annotations={"gpufleet.io/gpu-ids": "3,5"})
     running = copy.deepcopy(bound)
     running["status"].update(phase="Running", podIP="10.0.0.7")
@@ -169,18 +172,21 @@ def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monk
     moved["metadata"]["annotations"]["gpufleet.io/gpu-ids"] = "6,7"
     resized = copy.deepcopy(moved)
     resized["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "oops"
-    api.watch_scripts["pods"] = [("MODIFIED", bound), ("MODIFIED", running), ("MODIFIED", ready),
-                                 ("MODIFIED", moved), ("MODIFIED", resized)]
+    api.watch_scripts["pods"] = [("MODIFIED", placed), ("MODIFIED", bound), ("MODIFIED", running),
+                                 ("MODIFIED", ready), ("MODIFIED", moved), ("MODIFIED", resized)]
     pods.step()
-    assert len(parsed) == 5  # the list, bind, phase Running, the annotation, the bad spec (rejected again)
+    assert len(parsed) == 5  # the annotation (bind), the annotation again, the bad spec (rejected)
     assert state.pending_pod(bound["metadata"]["uid"]) is None
-    assert state.cluster.gpu_free[0].tolist() == [1000] * 6 + [0, 0]  # bound where gpu-ids moved it
-    api.watch_scripts["pods"] = [("MODIFIED", resized), ("DELETED", moved)]
+    assert state.cluster.gpu_free[0].tolist() == [0] + [1000] * 5 + [0, 0]  # q where its node came; p moved
+    finished = copy.deepcopy(moved)
+    finished["status"]["phase"] = "Succeeded"
+    api.watch_scripts["pods"] = [("MODIFIED", resized), ("MODIFIED", finished), ("DELETED", placed)]
     pods.step()
-    assert len(parsed) == 6  # the bad spec is parsed (and reported) each time; DELETED reuses the last parse
+    assert len(parsed) == 6  # the bad spec is parsed (and reported) each time; the phase is copied
     assert state.cluster.gpu_free[0].sum() == 8000
-    for listed in (moved, moved, ready):  # relists: parsed after the delete, reused, parsed on a change
+    for listed in (moved, ready):  # relists: reused (back to Running), parsed on a change
         api.objects["pods"] = [listed]
         pods.resource_version = None
         pods.step()
-    assert len(parsed) == 8 and state.cluster.gpu_free[0].tolist() == [1000] * 3 + [0, 1000, 0, 1000, 1000]
+        assert state.cluster.gpu_free[0].sum() == 6000
+    assert len(parsed) == 7 and state.cluster.gpu_free[0].tolist() == [1000] * 3 + [0, 1000, 0, 1000, 1000]
