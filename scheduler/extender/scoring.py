@@ -184,8 +184,10 @@ class Scorer:
                                             request.num_gpu, request.gpu_milli, mix, quantise=True)
         elif policy == STRAND:
             strand, tables = self._strand_policy(cluster, state.generation)
+            # A model-bound pod pays no model reserve (the extender keeps its models in model_rule).
+            reserve = strand.reserve(cluster, request) if pod.model_rule.is_any else None
             raw, share = strand.raw_scores(gpu_free, cpu_free, model, ok, fgd.fragmentation(cluster)[r], request,
-                                           mix, tables)
+                                           mix, tables, reserve)
         elif policy == COST:
             before = fgd.fragmentation(cluster)[r]
             _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,

@@ -165,3 +165,14 @@ def test_fgd_strand_ranks_like_the_simulator_policy_on_the_candidate_rows():
     expected = make_policy("fgd-strand", mix=DEFAULT_MIX).score(state.cluster, parse_pod(P.pod(gpus=1, cpu="6")).request)
     row = state.cluster.index[names[ranking.best]]
     assert expected.score[row] == expected.score.max()
+
+
+def test_fgd_strand_in_the_extender_leaves_the_model_that_model_bound_demand_needs():
+    """The model reserve reaches the extender: with half the mix bound to T4, a pod free to run anywhere
+    goes to the G2 node, although the CPU-rich T4 node is where it would strand nothing."""
+    from gpufleet.scheduler.workload import PodShape, WorkloadMix
+
+    mix = WorkloadMix(shapes=(PodShape(16000, 1000, 1, ()), PodShape(4000, 1000, 1, ("T4",))), probs=(0.5, 0.5))
+    state = state_of([P.node("g2", gpus=2, cpu="16", product="G2"), P.node("t4", gpus=2, cpu="64", product="T4")])
+    pod = parse_pod(P.pod(gpus=1, cpu="16", annotations={"gpufleet.io/placement": "fgd-strand"}))
+    assert Scorer(mix=mix).rank(state, pod, "fgd-strand", ["g2", "t4"]).best == 0
