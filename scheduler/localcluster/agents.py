@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from gpufleet.scheduler.localcluster import readiness
 from gpufleet.scheduler.localcluster.nodes import NodeSpec
-from gpufleet.scheduler.localcluster.processes import ProcessSpec
+from gpufleet.scheduler.localcluster.processes import ProcessGroup, ProcessSpec
 
 MIRROR_NAME = "gpufleet-kubelets"
 AGENT_PREFIX = "gpufleet-agent-"
@@ -99,10 +100,11 @@ def agent_process(spec: NodeSpec, ports: AgentPorts, script: Path, socket: Path)
     ])
 
 
-def plan(specs: Sequence[NodeSpec], state_dir: Path, kubeconfig: Path,
-         ports: Sequence[tuple[int, int]]) -> tuple[list[ProcessSpec], list[AgentPorts]]:
+def plan(specs: Sequence[NodeSpec], state_dir: Path, kubeconfig: Path, ports: Sequence[tuple[int, int]],
+         scripts: Sequence[dict] | None = None) -> tuple[list[ProcessSpec], list[AgentPorts]]:
     """Scripts written under ``state_dir/agents``; the processes to start (mirror first) and the
-    ports of each agent. ``ports`` holds one (gRPC, metrics) pair per node of ``specs``."""
+    ports of each agent. ``ports`` holds one (gRPC, metrics) pair per node of ``specs``; ``scripts``
+    one simulation script per node (default :func:`gpu_script`, the first node with a lost GPU)."""
     folder = state_dir / "agents"
     folder.mkdir(parents=True, exist_ok=True)
     sockets_at = socket_dir(state_dir)
@@ -114,8 +116,24 @@ def plan(specs: Sequence[NodeSpec], state_dir: Path, kubeconfig: Path,
     agent_ports = []
     for i, (spec, (grpc_port, metrics_port)) in enumerate(zip(specs, ports, strict=True)):
         script = folder / f"{spec.name}.yaml"
-        script.write_text(yaml.safe_dump(gpu_script(spec, one_lost=i == 0), sort_keys=False))
+        content = scripts[i] if scripts is not None else gpu_script(spec, one_lost=i == 0)
+        script.write_text(yaml.safe_dump(content, sort_keys=False))
         agent = AgentPorts(spec.name, grpc_port, metrics_port)
         agent_ports.append(agent)
         processes.append(agent_process(spec, agent, script, sockets[spec.name]))
     return processes, agent_ports
+
+
+def start(processes: ProcessGroup, specs: Sequence[NodeSpec], state_dir: Path, kubeconfig: Path,
+          ports: Sequence[tuple[int, int]], wait_s: float,
+          scripts: Sequence[dict] | None = None) -> list[AgentPorts]:
+    """Start the fake kubelets and one agent per node of ``specs`` (see :func:`plan`), and wait
+    until every agent's /healthz answers; returns the agents' ports."""
+    to_start, agent_ports = plan(specs, state_dir, kubeconfig, ports, scripts)
+    for spec in to_start:
+        processes.start(spec)
+    for agent in agent_ports:
+        name = agent_name(agent.node)
+        readiness.wait_until(f"{name} /healthz", readiness.http_ok(f"http://127.0.0.1:{agent.metrics}/healthz"),
+                             wait_s, check_alive=lambda name=name: processes.check(name))
+    return agent_ports

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from gpufleet.scheduler.localcluster.processes import ProcessSpec
+from gpufleet.scheduler.localcluster import readiness
+from gpufleet.scheduler.localcluster.processes import ProcessGroup, ProcessSpec
 
 NAME = "gpufleet-controller"
 LOCAL_SETTINGS = {
@@ -40,8 +41,8 @@ def controller_available() -> bool:
     return "controller" in SUBCOMMANDS
 
 
-def write_settings(path: Path) -> Path:
-    path.write_text(yaml.safe_dump(LOCAL_SETTINGS, sort_keys=False))
+def write_settings(path: Path, settings: dict = LOCAL_SETTINGS) -> Path:
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
 
 
@@ -53,3 +54,11 @@ def controller_process(metrics_port: int, kubeconfig: Path, agent_endpoints: Seq
         "--config", str(settings), "--agents", ",".join(agent_endpoints),
         "--metrics-listen", f"127.0.0.1:{metrics_port}", "--identity", "local-controller",
     ])
+
+
+def start(processes: ProcessGroup, metrics_port: int, kubeconfig: Path, agent_endpoints: Sequence[str],
+          settings: Path, wait_s: float) -> None:
+    """Start :func:`controller_process` and wait until its /healthz answers."""
+    processes.start(controller_process(metrics_port, kubeconfig, agent_endpoints, settings))
+    readiness.wait_until(f"{NAME} /healthz", readiness.http_ok(f"http://127.0.0.1:{metrics_port}/healthz"), wait_s,
+                         check_alive=lambda: processes.check(NAME))

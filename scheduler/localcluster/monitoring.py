@@ -37,23 +37,14 @@ def start(processes: ProcessGroup, say: Callable[[str], None], *, state_dir: Pat
     nodes = agents.agent_nodes(specs, agent_count)
     numbers = free_ports(1 + 2 * len(nodes))
     prometheus_port, pairs = numbers[0], list(zip(numbers[1::2], numbers[2::2], strict=True))
-    specs_to_start, agent_ports = agents.plan(nodes, state_dir, kubeconfig, pairs)
-    for spec in specs_to_start:
-        processes.start(spec)
-    for agent in agent_ports:
-        name = agents.agent_name(agent.node)
-        readiness.wait_until(f"{name} /healthz", readiness.http_ok(f"http://127.0.0.1:{agent.metrics}/healthz"),
-                             wait_s, check_alive=lambda name=name: processes.check(name))
+    agent_ports = agents.start(processes, nodes, state_dir, kubeconfig, pairs, wait_s)
     if agent_ports:
         say(f"{len(agent_ports)} simulated agents serving (fake kubelets mirror the API server's pods)")
     if controller_port is None and agent_ports and controller.controller_available():
         controller_port = free_ports(1)[0]
         settings = controller.write_settings(state_dir / "controller.yaml")
-        processes.start(controller.controller_process(
-            controller_port, kubeconfig, [f"127.0.0.1:{a.grpc}" for a in agent_ports], settings))
-        readiness.wait_until(f"{controller.NAME} /healthz",
-                             readiness.http_ok(f"http://127.0.0.1:{controller_port}/healthz"), wait_s,
-                             check_alive=lambda: processes.check(controller.NAME))
+        controller.start(processes, controller_port, kubeconfig, [f"127.0.0.1:{a.grpc}" for a in agent_ports],
+                         settings, wait_s)
         say(f"gpufleet controller serving /metrics on 127.0.0.1:{controller_port} (reclaim: opt-in pods only)")
 
     targets = prometheus.control_plane_targets(ports, pki) + prometheus.gpufleet_targets(
