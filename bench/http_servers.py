@@ -198,7 +198,9 @@ def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
 
 def drive(kind: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Start one server, run the pods through it, return CPU per pod, pods/s and latencies."""
-    port = _free_port()
+    from gpufleet.scheduler.localcluster.components import free_port
+
+    port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port), "--nodes",
                                str(args.nodes), "--fill", str(args.fill), "--bind-latency-ms",
                                str(args.bind_latency_ms)], cwd=ROOT)
@@ -268,14 +270,6 @@ def _cpu(process: psutil.Process) -> float:
 def _percentiles(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     return 1000 * ordered[len(ordered) // 2], 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _connect(port: int, server: subprocess.Popen, timeout_s: float = 120.0) -> http.client.HTTPConnection:

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ import urllib3
 
 from gpufleet.scheduler.localcluster.binaries import find_binaries
 from gpufleet.scheduler.localcluster.certs import ADMIN, write_pki
+from gpufleet.scheduler.localcluster.components import free_ports
 from gpufleet.scheduler.localcluster.kubeconfig import write_kubeconfig
 from gpufleet.scheduler.localcluster.processes import ProcessGroup, ProcessSpec
 
@@ -72,17 +72,6 @@ class Verdict:
     message: str = ""
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind((LOOPBACK, 0))
-            port = sock.getsockname()[1]
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 class DryRunServer:
     """etcd + kube-apiserver in a temporary folder; use as a context manager."""
 
@@ -119,7 +108,7 @@ class DryRunServer:
 
     def _start(self, binaries: Any) -> None:
         assert self._dir is not None
-        etcd_client, etcd_peer, api_port = _free_ports(3)
+        etcd_client, etcd_peer, api_port = free_ports(3)
         pki = write_pki(self._dir / "pki")
         self._processes = ProcessGroup(self._dir)
         client, peer = f"http://{LOOPBACK}:{etcd_client}", f"http://{LOOPBACK}:{etcd_peer}"

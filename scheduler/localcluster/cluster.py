@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -125,21 +124,6 @@ class ClusterInfo:
     git_url: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((components.LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = _free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def read_info(state_dir: Path) -> ClusterInfo | None:
     """The cluster.json of ``state_dir``, or None if there is none."""
     try:
@@ -210,7 +194,7 @@ class LocalCluster:
         wait = options.timeout_s
 
         names = ["etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok", "extender"]
-        port_numbers = dict(zip(names, _free_ports(len(names)), strict=True))
+        port_numbers = dict(zip(names, components.free_ports(len(names)), strict=True))
         ports = components.Ports(**{k: v for k, v in port_numbers.items() if k != "extender"})
         server = f"https://{components.LOOPBACK}:{ports.apiserver}"
 
@@ -266,9 +250,9 @@ class LocalCluster:
                 processes, self._say, state_dir=self.state_dir, repo_root=repo_root, specs=specs,
                 agent_count=options.agents, kubeconfig=kubeconfig, ports=port_numbers, pki=pki,
                 extender_port=port_numbers["extender"] if started_extender else None,
-                controller_port=options.controller_metrics_port, free_ports=_free_ports, wait_s=wait)
+                controller_port=options.controller_metrics_port, free_ports=components.free_ports, wait_s=wait)
 
-        git = gitops.start(processes, self.state_dir, kubeconfig, repo_root, _free_ports(6), wait, self._say) \
+        git = gitops.start(processes, self.state_dir, kubeconfig, repo_root, components.free_ports(6), wait, self._say) \
             if options.gitops else None
         info = ClusterInfo(
             state_dir=str(self.state_dir), server=server, kubeconfig=str(kubeconfig),

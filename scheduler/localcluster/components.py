@@ -10,6 +10,7 @@ shared with the in-cluster manifests, with only the local fields rewritten.
 from __future__ import annotations
 
 import copy
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,23 @@ from gpufleet.scheduler.localcluster.nodes import KWOK_ANNOTATION, KWOK_ANNOTATI
 from gpufleet.scheduler.localcluster.processes import ProcessSpec
 
 LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 #: Fake pod and node addresses kwok writes into status; loopback, so nothing is ever sent elsewhere.
 KWOK_POD_CIDR = "127.64.0.0/10"

@@ -25,7 +25,8 @@ from typing import Any
 
 from gpufleet.core import names
 from gpufleet.scheduler.localcluster import agents, controller
-from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster, _free_ports, find_repo_root
+from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster, find_repo_root
+from gpufleet.scheduler.localcluster.components import free_ports
 from gpufleet.scheduler.localcluster.processes import processes_mentioning
 
 GRACE_S, WINDOW_S, NOTICE_S = 30, 30, 30
@@ -353,7 +354,7 @@ def run(say: Callable[[str], None], keep: bool = False, timeout_s: float = 240.0
     api = None
     try:
         specs = cluster.node_specs(find_repo_root())
-        ports = _free_ports(2 * len(specs) + 1)
+        ports = free_ports(2 * len(specs) + 1)
         agent_ports = agents.start(cluster.processes, specs, state_dir, Path(info.kubeconfig),
                                    list(zip(ports[1::2], ports[2::2], strict=True)), 60, gpu_scripts(specs))
         clock.say(f"{len(agent_ports)} simulated agents streaming (fake kubelets mirror the API server's pods): "

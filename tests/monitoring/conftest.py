@@ -85,9 +85,9 @@ def start_prometheus(prometheus_binary: Path, tmp_path: Path) -> Iterator[StartP
     group = ProcessGroup(tmp_path / "prometheus")
 
     def start(targets: list[prometheus.ScrapeTarget]) -> prometheus.PrometheusClient:
-        from gpufleet.scheduler.localcluster.cluster import _free_port
+        from gpufleet.scheduler.localcluster.components import free_port
 
-        port = _free_port()
+        port = free_port()
         config = prometheus.write_config(tmp_path / "prometheus.yml",
                                          prometheus.scrape_config(targets, prometheus.rule_files(REPO)))
         group.start(prometheus.prometheus_process(prometheus_binary, config, tmp_path / "data", port))

@@ -83,12 +83,12 @@ def cost_exporter() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def cost_prometheus(cost_exporter: int, prometheus_binary, tmp_path_factory: pytest.TempPathFactory):
-    from gpufleet.scheduler.localcluster.cluster import _free_port
+    from gpufleet.scheduler.localcluster.components import free_port
     from gpufleet.scheduler.localcluster.processes import ProcessGroup
 
     folder = tmp_path_factory.mktemp("cost-prometheus")
     group = ProcessGroup(folder)
-    port = _free_port()
+    port = free_port()
     target = prometheus.ScrapeTarget("gpufleet-controller", f"127.0.0.1:{cost_exporter}")
     config = prometheus.write_config(folder / "prometheus.yml", prometheus.scrape_config([target]))
     group.start(prometheus.prometheus_process(prometheus_binary, config, folder / "data", port))
