@@ -40,8 +40,10 @@ PATHS = {
 #: finishes leaves the selection, which a watch reports as DELETED.
 SELECTORS = {"pods": "status.phase!=Succeeded,status.phase!=Failed"}
 LIST_PAGE = 500
-#: Connections kept to the API server (binds in flight at once, watches, events).
-POOL_SIZE = 64
+#: Connections kept to the API server (binds in flight at once, watches, events): as many as the
+#: extender lets binds run at once (``max_binds_in_flight``), or each bind past the pool's size pays a
+#: TLS handshake for a connection thrown away after one request.
+POOL_SIZE = 256
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
