@@ -5,7 +5,7 @@ Two kinds:
 - per-device series rendered at scrape time from the newest pass (so no stale label sets are left
   behind when a pod goes away): DCGM-exporter-compatible ``DCGM_FI_DEV_*`` series with DCGM's label
   names (``gpu``, ``UUID``, ``pci_bus_id``, ``device``, ``modelName``, ``hostname``, ``GPU_I_PROFILE``,
-  ``GPU_I_ID``, ``pod``, ``namespace``, ``container``) and units (MiB, W, mJ, %, C), plus
+  ``GPU_I_ID``, ``pod``, ``namespace``, ``container``) and units (MiB, W, mJ, %, C, MHz), plus
   ``gpufleet_agent_gpu_*`` series in base units;
 - the agent's own counters and histograms (passes, their duration, NVML errors, pod refreshes, streams).
 
@@ -89,6 +89,9 @@ class DeviceCollector(Collector):
             "energy": GaugeMetricFamily("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
                                         "Total energy consumption since boot (in mJ).", labels=labels_pod),
             "temp": GaugeMetricFamily("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", labels=labels_pod),
+            "sm_clock": GaugeMetricFamily("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", labels=labels_pod),
+            "mem_clock": GaugeMetricFamily("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).",
+                                           labels=labels_pod),
             "ratio": GaugeMetricFamily("gpufleet_agent_gpu_utilization_ratio",
                                        "Share of the last sample period a kernel ran (0-1).", labels=labels_pod),
             "used": GaugeMetricFamily("gpufleet_agent_gpu_memory_used_bytes", "Device memory used.",
@@ -152,6 +155,10 @@ class DeviceCollector(Collector):
                 f["energy"].add_metric(labels, float(r.energy_millijoules))
             if r.temperature_celsius is not None:
                 f["temp"].add_metric(labels, float(r.temperature_celsius))
+            if r.sm_clock_mhz is not None:
+                f["sm_clock"].add_metric(labels, float(r.sm_clock_mhz))
+            if r.mem_clock_mhz is not None:
+                f["mem_clock"].add_metric(labels, float(r.mem_clock_mhz))
         for p in r.processes:
             if p.sm_util_percent is not None:
                 f["proc_sm"].add_metric((*dev, str(p.pid)), p.sm_util_percent / 100.0)

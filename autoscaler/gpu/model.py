@@ -86,6 +86,8 @@ class GpuReading:
     power_watts: float | None = None
     energy_millijoules: int | None = None
     temperature_celsius: int | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
     processes: tuple[ProcessReading, ...] = ()
     errors: tuple[str, ...] = field(default=())
 

@@ -12,9 +12,11 @@ What NVML really raises, and what it means here:
 - anything else: the value is absent and ``"<operation>: <error class>"`` is recorded in the reading.
 
 Cost: measured on an H200 (driver 580), the total-energy counter and per-process utilisation each
-take 2-3 ms per call while every other read takes microseconds. So both are "slow reads", made at
-most every ``slow_interval_s`` per device (the values are carried between), and per-process
-utilisation is not asked at all while the device utilisation is 0 (NVML would answer NotFound).
+take 2-3 ms per call while every other read (utilisation, memory, power, temperature, clocks) takes
+microseconds. So both are "slow reads", made at most every ``slow_interval_s`` per device (the values
+are carried between), and per-process utilisation is not asked at all while the device utilisation
+is 0 (NVML would answer NotFound). Clocks, like power and temperature, are read on the GPU, not on
+its MIG devices.
 """
 
 from __future__ import annotations
@@ -233,6 +235,8 @@ class NvmlReader:
             power_mw = self._call(p, "power", api.nvmlDeviceGetPowerUsage, h)
             energy = self._energy(p, slot)
             temperature = self._temperature(p, h)
+            sm_clock = self._call(p, "sm_clock", api.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM)
+            mem_clock = self._call(p, "mem_clock", api.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_MEM)
             # per-process utilisation is worth asking only when kernels ran, or when the device
             # cannot say (utilisation not supported); not when the utilisation read just failed
             busy = int(util.gpu) > 0 if util is not None else (device.uuid, "utilization") in self._unsupported
@@ -252,6 +256,8 @@ class NvmlReader:
             power_watts=None if power_mw is None else power_mw / 1000.0,
             energy_millijoules=None if energy is None else int(energy),
             temperature_celsius=None if temperature is None else int(temperature),
+            sm_clock_mhz=None if sm_clock is None else int(sm_clock),
+            mem_clock_mhz=None if mem_clock is None else int(mem_clock),
             processes=processes,
             errors=tuple(p.errors),
         )

@@ -59,5 +59,6 @@ class NvmlApi(Protocol):
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int: ...  # mJ
     def nvmlDeviceGetTemperatureV(self, handle: Any, sensor: int) -> int: ...  # Celsius
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int: ...  # older drivers
+    def nvmlDeviceGetClockInfo(self, handle: Any, clock_type: int) -> int: ...  # MHz
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> Sequence[Any]: ...  # .pid .usedGpuMemory
     def nvmlDeviceGetProcessUtilization(self, handle: Any, last_seen_us: int) -> Sequence[Any]: ...

@@ -10,6 +10,9 @@ A script is YAML (or JSON, which YAML reads too)::
         memory_mib: 81920              # default
         power_idle_w: 60               # default 60; power is idle + (max - idle) * util / 100
         power_max_w: 400               # default 400
+        sm_clock_idle_mhz: 210         # default 210; the SM clock while util is 0, else sm_clock_max_mhz
+        sm_clock_max_mhz: 1410         # default 1410 (A100 SXM; an H100/H200 SXM boosts to 1980)
+        mem_clock_mhz: 1593            # default 1593 (A100 80GB HBM2e), constant
         uuid: GPU-...                  # default derived from the seed, the node name and the index
         preset: busy                   # busy | idle | bursty | held-idle | falls-off-bus, or trace: (a
                                        #   recorded pod's series, see gpu/tracephases.py), or:
@@ -22,7 +25,7 @@ A script is YAML (or JSON, which YAML reads too)::
           - lost: true                 #   falls off the bus: NVML raises GpuIsLost from here on
         loop: true                     # replay the phases when they end (default); false holds the last
         unsupported: [power]           # NVML answers NotSupported for: utilization, power, energy,
-                                       #   temperature, process_utilization, mig
+                                       #   temperature, clocks, process_utilization, mig
         mig:                           # MIG mode on, with these MIG devices (no device utilisation)
           - {profile: 3g.40gb, memory_mib: 40192, memory_used_mib: 1024}
     pods:                              # optional: the kubelet's answer when no real one is asked
@@ -41,10 +44,12 @@ from typing import Any
 
 from gpufleet.core import names
 
-UNSUPPORTABLE = frozenset({"utilization", "power", "energy", "temperature", "process_utilization", "mig"})
+UNSUPPORTABLE = frozenset(
+    {"utilization", "power", "energy", "temperature", "clocks", "process_utilization", "mig"}
+)
 _GPU_KEYS = frozenset(
     {"model", "memory_mib", "power_idle_w", "power_max_w", "uuid", "preset", "phases", "loop", "unsupported", "mig",
-     "trace"}
+     "trace", "sm_clock_idle_mhz", "sm_clock_max_mhz", "mem_clock_mhz"}
 )
 _PHASE_KEYS = frozenset({"seconds", "util", "memory_mib", "processes", "power_w", "lost"})
 _TOP_KEYS = frozenset({"version", "driver_version", "seed", "gpus", "pods", "name"})
@@ -102,6 +107,9 @@ class GpuScript:
     uuid: str | None = None
     unsupported: frozenset[str] = frozenset()
     mig: tuple[MigSpec, ...] = ()
+    sm_clock_idle_mhz: int = 210
+    sm_clock_max_mhz: int = 1410
+    mem_clock_mhz: int = 1593
 
     def phase_at(self, t: float) -> Phase:
         """The phase playing ``t`` seconds after the start."""
@@ -265,6 +273,11 @@ def _parse_gpu(raw: object, path: str, errors: list[str]) -> GpuScript | None:
     max_w = _number(raw, "power_max_w", 400.0, path, errors)
     if max_w < idle_w:
         errors.append(f"{path}.power_max_w: must be >= power_idle_w ({idle_w})")
+    sm_idle = _integer(raw, "sm_clock_idle_mhz", 210, path, errors, minimum=1)
+    sm_max = _integer(raw, "sm_clock_max_mhz", 1410, path, errors, minimum=1)
+    if sm_max < sm_idle:
+        errors.append(f"{path}.sm_clock_max_mhz: must be >= sm_clock_idle_mhz ({sm_idle})")
+    mem_clock = _integer(raw, "mem_clock_mhz", 1593, path, errors, minimum=1)
     uuid = raw.get("uuid")
     if uuid is not None and (not isinstance(uuid, str) or not uuid.startswith("GPU-")):
         errors.append(f"{path}.uuid: must be a string starting with 'GPU-'")
@@ -289,6 +302,9 @@ def _parse_gpu(raw: object, path: str, errors: list[str]) -> GpuScript | None:
         uuid=uuid,
         unsupported=frozenset(unsupported),
         mig=mig,
+        sm_clock_idle_mhz=sm_idle,
+        sm_clock_max_mhz=sm_max,
+        mem_clock_mhz=mem_clock,
     )
 
 

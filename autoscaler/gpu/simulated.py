@@ -256,6 +256,18 @@ class SimulatedNvml:
     def _temperature(self, index: int) -> int:
         return int(32 + 0.4 * self._util(index))
 
+    def nvmlDeviceGetClockInfo(self, handle: SimHandle, clock_type: int) -> int:
+        """MHz: the SM (and graphics) clock idles until a kernel runs, then boosts; memory is constant."""
+        gpu = self._enter("nvmlDeviceGetClockInfo", handle, "clocks")
+        assert gpu is not None
+        if handle.mig is not None:
+            raise pynvml.NVMLError_NotSupported()  # the reader asks the parent GPU for clocks
+        if clock_type == pynvml.NVML_CLOCK_MEM:
+            return gpu.mem_clock_mhz
+        if clock_type in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
+            return gpu.sm_clock_max_mhz if self._util(handle.gpu) > 0 else gpu.sm_clock_idle_mhz
+        raise pynvml.NVMLError_InvalidArgument()
+
     def nvmlDeviceGetComputeRunningProcesses(self, handle: SimHandle) -> list[Any]:
         gpu = self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
         assert gpu is not None

@@ -147,6 +147,10 @@ FLEET = (
         q(f"max by (cluster, hostname, gpu) (DCGM_FI_DEV_POWER_USAGE{{{D}}})", "{{hostname}} GPU {{gpu}}"),)),
     Panel("GPU temperature", "celsius", (
         q(f"max by (cluster, hostname, gpu) (DCGM_FI_DEV_GPU_TEMP{{{D}}})", "{{hostname}} GPU {{gpu}}"),)),
+    Panel("GPU SM clock", "hertz", (
+        q(f"max by (cluster, hostname, gpu) (DCGM_FI_DEV_SM_CLOCK{{{D}}}) * 1000000", "{{hostname}} GPU {{gpu}}"),),
+        "SM clock (NVML, DCGM's MHz as Hz): near its idle floor while no kernel runs, boosted when busy; a busy "
+        "GPU below its usual clock is throttled (power, heat)."),
     Panel("GPUs lost or unhealthy", "short", (
         q(f"sum by (hostname) (gpufleet_agent_gpu_lost{{{D}}})", "lost on {{hostname}}"),
         q(f"sum by (hostname) (1 - gpufleet_agent_gpu_healthy{{{D}}})", "unhealthy on {{hostname}}")),

@@ -63,6 +63,41 @@ def test_dcgm_series_carry_dcgm_label_names_and_units(scrape: Callable[[], Sampl
     assert 0.88 <= one(samples, "gpufleet_agent_gpu_utilization_ratio", gpu="0") <= 1.0
 
 
+def test_clock_series_are_dcgm_gauges_in_mhz_with_the_same_labels(scrape: Callable[[], Samples]) -> None:
+    samples = scrape()
+    util_labels = {tuple(sorted(lab.items())) for lab, _ in samples["DCGM_FI_DEV_GPU_UTIL"]}
+    for name in ("DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK"):
+        labels = {tuple(sorted(lab.items())) for lab, _ in samples[name]}
+        assert util_labels <= labels  # every GPU with utilisation, pod labels included
+        assert {lab["gpu"] for lab, _ in samples[name]} == {"0", "1", "2", "3", "4", "5", "6", "7"}
+        assert not [lab for lab, _ in samples[name] if lab["GPU_I_ID"]]  # clocks are the parent GPU's
+    assert one(samples, "DCGM_FI_DEV_SM_CLOCK", gpu="0") == 1410  # busy
+    assert one(samples, "DCGM_FI_DEV_SM_CLOCK", gpu="3") == 210  # idle
+    assert one(samples, "DCGM_FI_DEV_MEM_CLOCK", gpu="3") == 1593
+    assert one(samples, "DCGM_FI_DEV_SM_CLOCK", gpu="4", pod="notebook-7f9c") == 210
+
+
+def test_a_gpu_without_clocks_has_no_clock_series(clock: FakeClock) -> None:
+    from gpufleet.autoscaler.agent.history import Batch
+    from gpufleet.autoscaler.agent.podmap import PodAssignments
+    from gpufleet.autoscaler.gpu.script import parse_scenario
+
+    sim = SimulatedNvml(parse_scenario({"gpus": [{"preset": "busy", "unsupported": ["clocks"]}, {"preset": "busy"}]}),
+                        clock, node_name="node-a")
+    reader = NvmlReader(sim, clock, backend="simulated")
+    reader.open()
+    registry = CollectorRegistry()
+    history = SampleHistory(10)
+    AgentMetrics(registry, history, reader.devices(), IDENTITY)
+    history.append(Batch(1, clock.now(), 0.0, reader.read_all(), PodAssignments()))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert [s.labels["gpu"] for s in families["DCGM_FI_DEV_SM_CLOCK"].samples] == ["1"]
+    assert [s.labels["gpu"] for s in families["DCGM_FI_DEV_MEM_CLOCK"].samples] == ["1"]
+    assert families["DCGM_FI_DEV_SM_CLOCK"].type == "gauge"
+    assert sorted(s.labels["gpu"] for s in families["DCGM_FI_DEV_GPU_UTIL"].samples) == ["0", "1"]
+    reader.close()
+
+
 def test_series_name_the_pod_holding_each_gpu_and_unallocated_gpus_have_empty_pod_labels(
     scrape: Callable[[], Samples],
 ) -> None:

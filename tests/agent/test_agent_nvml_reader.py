@@ -95,6 +95,40 @@ def test_not_supported_reads_are_absent_and_not_asked_again(make_reader: MakeRea
     assert sim.calls["nvmlDeviceGetTemperatureV"] == 1 and sim.calls["nvmlDeviceGetTemperature"] == 1
 
 
+def test_clocks_are_read_every_pass_on_gpus_and_not_on_mig_devices(reader: NvmlReader, sim: SimulatedNvml) -> None:
+    first = reader.read_all()
+    second = reader.read_all()
+    busy, idle, mig_parent, migs = second[0], second[3], second[6], second[8:]
+    assert (busy.sm_clock_mhz, busy.mem_clock_mhz) == (1410, 1593)  # A100 defaults: boosted while busy
+    assert (idle.sm_clock_mhz, idle.mem_clock_mhz) == (210, 1593)
+    assert (mig_parent.sm_clock_mhz, mig_parent.mem_clock_mhz) == (210, 1593)  # MIG mode: the parent has clocks
+    assert all(m.sm_clock_mhz is None and m.mem_clock_mhz is None for m in migs)
+    assert all(r.errors == () for r in (*first, *second))
+    assert sim.calls["nvmlDeviceGetClockInfo"] == 2 * 2 * 8  # cheap reads: SM + memory, every pass, every GPU
+
+
+def test_an_h200_like_gpu_idles_at_210_mhz_and_boosts_to_1980_when_busy(make_reader: MakeReader,
+                                                                       clock: FakeClock) -> None:
+    h200 = {"model": "NVIDIA H200", "memory_mib": 143771, "sm_clock_max_mhz": 1980, "mem_clock_mhz": 3201,
+            "phases": [{"seconds": 10, "util": 0}, {"seconds": 10, "util": [90, 100]}]}
+    r, _ = make_reader({"gpus": [h200]})
+    idle = r.read_all()[0]
+    clock.advance(15)
+    busy = r.read_all()[0]
+    assert (idle.sm_clock_mhz, idle.mem_clock_mhz) == (210, 3201)
+    assert (busy.sm_clock_mhz, busy.mem_clock_mhz) == (1980, 3201)
+
+
+def test_clocks_not_supported_are_absent_and_not_asked_again(make_reader: MakeReader) -> None:
+    r, sim = make_reader({"gpus": [{"preset": "busy", "unsupported": ["clocks"]}, {"preset": "busy"}]})
+    first, other = r.read_all()
+    r.read_all()
+    assert first.sm_clock_mhz is None and first.mem_clock_mhz is None
+    assert first.errors == () and first.health is Health.OK and first.power_watts is not None
+    assert other.sm_clock_mhz == 1410
+    assert sim.calls["nvmlDeviceGetClockInfo"] == 2 + 2 * 2  # the first GPU once per clock, the other every pass
+
+
 def test_an_old_driver_without_temperature_v_falls_back_to_the_old_call(reader: NvmlReader, sim: SimulatedNvml) -> None:
     sim.fail_next("nvmlDeviceGetTemperatureV", pynvml.NVMLError_FunctionNotFound(), times=8)
     first = reader.read_all()
@@ -143,6 +177,7 @@ def test_a_device_whose_every_read_fails_is_in_error(make_reader: MakeReader) ->
                "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTemperatureV",
                "nvmlDeviceGetComputeRunningProcesses"):
         sim.fail_next(op, pynvml.NVMLError_Unknown())
+    sim.fail_next("nvmlDeviceGetClockInfo", pynvml.NVMLError_Unknown(), times=2)  # SM and memory clock
     assert r.read_all()[0].health is Health.ERROR
 
 

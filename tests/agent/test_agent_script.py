@@ -71,6 +71,7 @@ def test_validation_collects_every_error_with_its_path() -> None:
                 {"phases": [{"seconds": -1, "util": 150, "memory_mib": 999999}]},
                 {"phases": [{"lost": True}, {"seconds": 5}], "unsupported": ["warp-drive"]},
                 {"mig": [{"profile": "1g.10gb", "memory_mib": 100, "memory_used_mib": 200}], "colour": "red"},
+                {"sm_clock_idle_mhz": 500, "sm_clock_max_mhz": 400, "mem_clock_mhz": 0},
             ],
             "pods": [{"namespace": "ml", "pod": "p", "gpus": [9, "0/3"]}],
         })
@@ -85,6 +86,8 @@ def test_validation_collects_every_error_with_its_path() -> None:
         "gpus[2].unsupported: must be a list of",
         "gpus[3].mig[0].memory_used_mib: exceeds",
         "gpus[3].colour: unknown key",
+        "gpus[4].sm_clock_max_mhz: must be >= sm_clock_idle_mhz",
+        "gpus[4].mem_clock_mhz: must be >= 1",
     ]
     for fragment in expected:
         assert any(e.startswith(fragment) for e in errors), (fragment, errors)

@@ -28,10 +28,10 @@ DCGM_12239 = {
     "GPU Power Total": 'sum(DCGM_FI_DEV_POWER_USAGE{instance=~".*", gpu=~".*"})',
     "GPU Utilization": 'DCGM_FI_DEV_GPU_UTIL{instance=~".*", gpu=~".*"}',
     "GPU Framebuffer Mem Used": 'DCGM_FI_DEV_FB_USED{instance=~".*", gpu=~".*"}',
-}
-#: Its panels the agent cannot feed: it reads no clocks and no profiling (DCGM_FI_PROF_*) counters.
-DCGM_12239_NOT_EXPORTED = {
     "GPU SM Clocks": 'DCGM_FI_DEV_SM_CLOCK{instance=~".*", gpu=~".*"} * 1000000',
+}
+#: Its panel the agent cannot feed: profiling counters (DCGM_FI_PROF_*) need DCGM's profiling, not NVML.
+DCGM_12239_NOT_EXPORTED = {
     "Tensor Core Utilization": 'DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{instance=~".*", gpu=~".*"}',
 }
 
@@ -108,7 +108,7 @@ def test_the_main_queries_of_dcgm_dashboard_12239_return_agent_data(client: Prom
 
 
 def test_dcgm_12239_panels_the_agent_cannot_feed_are_the_known_ones(client: PrometheusClient) -> None:
-    """Clocks and DCGM_FI_PROF_* are not read by the agent: those two panels stay empty (documented)."""
+    """DCGM_FI_PROF_* is not read by the agent (NVML has no profiling counters): that panel stays empty."""
     assert [title for title, expr in DCGM_12239_NOT_EXPORTED.items() if client.query(expr)] == []
 
 

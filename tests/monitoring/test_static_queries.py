@@ -9,6 +9,7 @@ labels Prometheus adds (job, instance, le) or the scrape config sets (cluster).
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
@@ -78,8 +79,8 @@ def test_the_parser_finds_metrics_and_labels() -> None:
 
 def test_the_catalogue_knows_the_exporters() -> None:
     metrics, labels = exported()
-    assert {"gpufleet_extender_request_duration_seconds_bucket", "DCGM_FI_DEV_GPU_UTIL",
-            "gpufleet_agent_info"} <= metrics
+    assert {"gpufleet_extender_request_duration_seconds_bucket", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_SM_CLOCK",
+            "DCGM_FI_DEV_MEM_CLOCK", "gpufleet_agent_info"} <= metrics
     assert {"verb", "modelName", "hostname", "pod", "namespace", "gpu", "UUID"} <= labels
     assert "gpufleet_extender_no_such_metric" not in metrics
 
@@ -107,6 +108,28 @@ def test_no_legend_names_a_label_that_nothing_exports(panels: ModuleType) -> Non
     bad = [(q.dashboard, q.panel, lb) for q in panels.queries(panels.load()) for lb in q.legend_labels
            if lb not in labels]
     assert not bad
+
+
+def _dcgm_12239() -> ModuleType:
+    """test_panels_on_prometheus.py, for its DCGM 12239 panel queries (loaded by path: tests are no package)."""
+    path = Path(__file__).with_name("test_panels_on_prometheus.py")
+    spec = importlib.util.spec_from_file_location("gpufleet_monitoring_dcgm_12239", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dcgm_12239_panels_name_exported_metrics_except_the_known_gaps() -> None:
+    """The SM clock panel included; only the profiling (DCGM_FI_PROF_*) panel names what nothing exports."""
+    dcgm = _dcgm_12239()
+    metrics, labels = exported()
+    for title, expr in dcgm.DCGM_12239.items():
+        used_metrics, used_labels = names_in(expr)
+        assert used_metrics <= metrics and used_labels <= labels, (title, used_metrics - metrics,
+                                                                   used_labels - labels)
+    assert "GPU SM Clocks" in dcgm.DCGM_12239
+    for title, expr in dcgm.DCGM_12239_NOT_EXPORTED.items():
+        assert names_in(expr)[0] - metrics, f"{title} is fed now: move it to DCGM_12239"
 
 
 @pytest.mark.parametrize("expr", ["gpufleet_extender_typo_total", 'DCGM_FI_DEV_GPU_UTIL{Hostname="a"}'])
