@@ -9,7 +9,9 @@ their requests. Prices come from one cloud (--cloud, default aws); arm-only t4g 
 current = the given GPU nodes priced on demand, each mapped to the closest catalog type (mapping in
 ``gpufleet.autoscaler.cost.openb``; shown without --json); recommended = gpufleet's mix for the pods
 alive at peak concurrent GPU demand; baseline = Karpenter's launch rule replayed on the requests
-(peak $/h); shortfall = peak pods that fit nowhere on the recommended mix. Design:
+(peak $/h); shortfall = peak pods that fit nowhere on the recommended mix. The Karpenter NodePool patch
+for the mix is printed after it (``nodepools`` in --json; one YAML file per NodePool with
+--nodepool-out), to apply with ``kubectl patch nodepool NAME --type merge --patch-file FILE``. Design:
 docs/designs/010-waste-and-rightsizing.md.
 """
 
@@ -19,6 +21,9 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
+
+import yaml
 
 from gpufleet.autoscaler.cost.catalog import CatalogError, load_catalog
 from gpufleet.autoscaler.cost.openb import current_fleet, read_trace_pods, workloads
@@ -43,12 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="treat qos BE pods as gpufleet.io/interruptible and price them on spot")
     parser.add_argument("--headroom", type=float, default=0.15,
                         help="fraction added to the p99 GPU memory and activity (default 0.15)")
+    parser.add_argument("--nodepool-out", metavar="DIR", type=Path,
+                        help="also write each Karpenter NodePool patch to DIR/NAME.yaml (DIR is created)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.nodepool_out:
+            make_folder(args.nodepool_out)
         result, current, mapping = compute(args)
+        files = write_nodepools(result.nodepools, args.nodepool_out) if args.nodepool_out else {}
     except (TraceError, CatalogError, ProfileError, ValueError) as err:
         print(f"gpufleet recommend: error: {err}", file=sys.stderr)
         return 2
@@ -64,7 +74,40 @@ def run(args: argparse.Namespace) -> int:
     print(f"shortfall: {out['shortfall_pods']} pods")
     print("recommended mix: " + ", ".join(f"{n} x{c}" for n, c in out["node_types"].items()))
     print("current nodes mapped to: " + "; ".join(f"{k} -> {v}" for k, v in mapping.items()))
+    if not result.nodepools:
+        print("no NodePool patch: the recommended mix has no nodes")
+    for doc in result.nodepools:
+        name = doc["metadata"]["name"]
+        print(f"\n# kubectl patch nodepool {name} --type merge --patch-file {files.get(name, name + '.yaml')}"
+              "  (replaces the pool's requirements and weight)")
+        print(nodepool_yaml(doc), end="")
     return 0
+
+
+def nodepool_yaml(doc: dict) -> str:
+    """A NodePool patch as YAML, in the order Kubernetes manifests are written."""
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def make_folder(folder: Path) -> None:
+    """Create --nodepool-out (and its parents) before the work, so a bad path fails at once."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--nodepool-out {folder}: cannot create this folder ({err.strerror or err})") from err
+
+
+def write_nodepools(docs: tuple[dict, ...], folder: Path) -> dict[str, Path]:
+    """Write each NodePool patch to ``folder/NAME.yaml``; the files by NodePool name."""
+    files = {}
+    for doc in docs:
+        path = folder / f"{doc['metadata']['name']}.yaml"
+        try:
+            path.write_text(nodepool_yaml(doc))
+        except OSError as err:
+            raise ValueError(f"--nodepool-out {folder}: cannot write {path.name} ({err.strerror or err})") from err
+        files[doc["metadata"]["name"]] = path
+    return files
 
 
 def compute(args: argparse.Namespace) -> tuple[FleetRecommendation, float, dict[str, str]]:
@@ -89,8 +132,9 @@ def compute(args: argparse.Namespace) -> tuple[FleetRecommendation, float, dict[
 
 
 def summary(result: FleetRecommendation, current: float) -> dict:
-    """The JSON the issue defines, in its order."""
+    """The JSON the issue defines, in its order, then the Karpenter NodePool patches (``nodepools``)."""
     return {"pods": result.pods, "current_usd_per_hour": round(current, 4),
             "recommended_usd_per_hour": round(result.recommended_usd_per_hour, 4),
             "baseline_usd_per_hour": round(result.baseline_usd_per_hour, 4),
-            "shortfall_pods": len(result.shortfall), "node_types": result.node_types}
+            "shortfall_pods": len(result.shortfall), "node_types": result.node_types,
+            "nodepools": list(result.nodepools)}

@@ -210,9 +210,12 @@ def baseline(requests: Sequence[PodRequest], arrivals: np.ndarray, departures: n
 
 def nodepool_patches(mix: dict[str, int]) -> tuple[dict, ...]:
     """A Karpenter NodePool requirements patch restricting the pool to the recommended instance types and
-    capacity types (weight 100, tried before other pools); the GitOps issue commits it."""
+    capacity types (weight 100, tried before other pools); the GitOps issue commits it. None for an empty
+    mix (Karpenter refuses ``In`` with no values)."""
+    if not mix:
+        return ()
     types = sorted({k.partition(":")[0] for k in mix})
-    capacity = sorted({"spot" if k.endswith(":spot") else "on-demand" for k in mix} or {"on-demand"})
+    capacity = sorted({"spot" if k.endswith(":spot") else "on-demand" for k in mix})
     return ({"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "gpufleet-recommended"},
              "spec": {"weight": 100, "template": {"spec": {"requirements": [
                  {"key": names.INSTANCE_TYPE_LABEL, "operator": "In", "values": types},

@@ -7,7 +7,7 @@ import pytest
 
 from gpufleet.autoscaler.cost.catalog import parse_catalog
 from gpufleet.autoscaler.cost.fleet import Fleet, peak_set, plan, replay
-from gpufleet.autoscaler.cost.recommend import baseline, karpenter_choice, recommend_fleet
+from gpufleet.autoscaler.cost.recommend import baseline, karpenter_choice, nodepool_patches, recommend_fleet
 from gpufleet.autoscaler.cost.sizing import Usage, Workload
 from gpufleet.scheduler.model import PodRequest
 
@@ -79,3 +79,11 @@ def test_measured_small_pods_cost_less_than_karpenter_on_their_requests():
     assert rec.recommended_usd_per_hour < rec.baseline_usd_per_hour
     assert rec.nodepools[0]["spec"]["template"]["spec"]["requirements"][0]["values"] == sorted(
         {k.partition(":")[0] for k in rec.node_types})
+
+
+def test_a_nodepool_patch_names_the_mix_types_and_capacity_and_an_empty_mix_has_none():
+    [pool] = nodepool_patches({"l4.1:spot": 2, "t4.4:spot": 1})
+    assert pool["spec"]["template"]["spec"]["requirements"] == [
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["l4.1", "t4.4"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]}]
+    assert nodepool_patches({}) == ()  # Karpenter refuses operator In without values
