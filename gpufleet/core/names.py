@@ -59,6 +59,7 @@ GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 LEGACY_INSTANCE_TYPE_LABEL = "beta.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
 #: Capacity type: Karpenter's label (the one the local cluster sets) and the clouds' own.
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 EKS_CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"

@@ -77,11 +77,12 @@ class PriceCatalog:
     def __len__(self) -> int:
         return len(self._by_type)
 
-    def get(self, instance_type: str) -> InstancePrice | None:
+    def get(self, instance_type: str, region: str = "") -> InstancePrice | None:
+        """The row of ``instance_type`` (one per type: ``region`` is accepted and ignored)."""
         return self._by_type.get(instance_type.lower()) if instance_type else None
 
-    def node_price(self, instance_type: str, spot: bool) -> NodePrice:
-        """The hourly price of one node of this type and capacity type."""
+    def node_price(self, instance_type: str, spot: bool, region: str = "") -> NodePrice:
+        """The hourly price of one node of this type and capacity type (the same in every region)."""
         row = self.get(instance_type)
         if row is None:
             return UNKNOWN

@@ -4,7 +4,8 @@ price, spot) plus the labels behind them.
 GPU model: ``nvidia.com/gpu.product`` (what NVIDIA's feature discovery writes, and what pods select
 on), else ``gpufleet.io/gpu-model``, else the catalog's model for the instance type. Capacity type:
 the first of Karpenter's, EKS's, GKE's and AKS's labels that is set. Price: the node annotation
-``gpufleet.io/price-per-hour``, else the catalog for the instance type and capacity type. No I/O here.
+``gpufleet.io/price-per-hour``, else the catalog for the instance type, capacity type and region
+(``topology.kubernetes.io/region``; the built-in table has one price for every region). No I/O here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class NodeInfo:
     unschedulable: bool
     resource_version: str
     problems: tuple[str, ...] = ()
+    region: str = ""  # topology.kubernetes.io/region, "" when not labelled
 
     @property
     def name(self) -> str:
@@ -65,10 +67,11 @@ def parse_node(obj: object, catalog: PriceCatalog, path: str = "Node") -> NodeIn
     instance_type = labels.get(names.INSTANCE_TYPE_LABEL) or labels.get(names.LEGACY_INSTANCE_TYPE_LABEL, "")
     kind = names.capacity_type(labels)
     spot = kind == names.SPOT
-    row = catalog.get(instance_type)
+    region = labels.get(names.REGION_LABEL, "")
+    row = catalog.get(instance_type, region)
     model = labels.get(names.GPU_PRODUCT_LABEL) or labels.get(names.GPU_MODEL_LABEL) or (row.gpu_model if row else "")
     if price is None:
-        price = catalog.node_price(instance_type, spot)
+        price = catalog.node_price(instance_type, spot, region)
     return NodeInfo(
         node=Node(name=name, cpu_milli=cpu, memory_mib=memory, gpus=gpus, gpu_model=model if gpus else "",
                   price_per_hour=price.per_hour or 0.0, spot=spot),
@@ -79,6 +82,7 @@ def parse_node(obj: object, catalog: PriceCatalog, path: str = "Node") -> NodeIn
         unschedulable=bool(spec.get("unschedulable")),
         resource_version=str(meta.get("resourceVersion") or ""),
         problems=tuple(notes),
+        region=region,
     )
 
 

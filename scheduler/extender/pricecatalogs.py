@@ -3,11 +3,12 @@
 :class:`CatalogOverlay` answers like :class:`gpufleet.core.pricing.PriceCatalog` (``get``,
 ``node_price``), so node parsing uses it unchanged; :class:`PriceCatalogs` is the informer sink that
 parses each object, rebuilds the overrides and re-prices the nodes already in the cluster state
-(nodes priced by their own ``gpufleet.io/price-per-hour`` annotation keep it). Entries for every
-region (``region: "*"``) apply; region-specific entries are listed in the status as not applied (the
-extender does not know a node's region yet). Objects are layered by creation time, then name: a
-later object's entry wins. An object whose spec does not parse is ``Stalled`` and its last good
-entries stay in effect.
+(nodes priced by their own ``gpufleet.io/price-per-hour`` annotation keep it). A node labelled
+``topology.kubernetes.io/region`` takes its region's entry for its instance type over the every-region
+one (``region: "*"``); a node without the label takes the every-region one. Objects are layered by
+creation time, then name: for the same instance type and region a later object's entry wins (a
+region's entry beats the every-region one whichever object each comes from). An object whose spec
+does not parse is ``Stalled`` and its last good entries stay in effect.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from gpufleet.core import names
 from gpufleet.core.config import status as kstatus
 from gpufleet.core.config.kinds import API_VERSION, PriceCatalogSpec
 from gpufleet.core.config.schema import SpecError, parse
@@ -32,49 +34,56 @@ ALL_REGIONS = "*"
 
 
 class CatalogOverlay:
-    """The base catalog with overriding rows (instance type -> price); thread-safe reads."""
+    """The base catalog with overriding rows ((instance type, region) -> price; region ``*``: every
+    region); thread-safe reads."""
 
     def __init__(self, base: PriceCatalog) -> None:
         self.base = base
         self.spot_ratio = base.spot_ratio
-        self._overrides: dict[str, InstancePrice] = {}
+        self._overrides: dict[tuple[str, str], InstancePrice] = {}
 
-    def set_overrides(self, rows: dict[str, InstancePrice]) -> None:
-        self._overrides = {k.lower(): v for k, v in rows.items()}  # one assignment: readers see old or new
+    def set_overrides(self, rows: dict[tuple[str, str], InstancePrice]) -> None:
+        # one assignment: readers see old or new
+        self._overrides = {(kind.lower(), region.lower()): v for (kind, region), v in rows.items()}
 
     def __len__(self) -> int:
-        return len(self.base) + sum(1 for k in self._overrides if self.base.get(k) is None)
+        kinds = {kind for kind, _ in self._overrides}
+        return len(self.base) + sum(1 for kind in kinds if self.base.get(kind) is None)
 
-    def get(self, instance_type: str) -> InstancePrice | None:
-        row = self._overrides.get(instance_type.lower()) if instance_type else None
-        return row or self.base.get(instance_type)
+    def rows(self, instance_type: str, region: str) -> list[InstancePrice]:
+        """The overriding rows for a node, most specific first: its region's, then every region's."""
+        if not instance_type:
+            return []
+        overrides, kind = self._overrides, instance_type.lower()
+        regional = overrides.get((kind, region.lower())) if region and region != ALL_REGIONS else None
+        return [row for row in (regional, overrides.get((kind, ALL_REGIONS))) if row is not None]
 
-    def node_price(self, instance_type: str, spot: bool) -> NodePrice:
-        row = self._overrides.get(instance_type.lower()) if instance_type else None
-        if row is None:
-            return self.base.node_price(instance_type, spot)
+    def get(self, instance_type: str, region: str = "") -> InstancePrice | None:
+        rows = self.rows(instance_type, region)
+        return rows[0] if rows else self.base.get(instance_type)
+
+    def node_price(self, instance_type: str, spot: bool, region: str = "") -> NodePrice:
+        """The first price the node's rows give (its region's row, then every region's); a spot node
+        takes a given spot price before an estimate from an on-demand one."""
+        rows = self.rows(instance_type, region)
+        on_demand = next((row.on_demand for row in rows if row.on_demand is not None), None)
         if not spot:
-            return NodePrice(row.on_demand, "pricecatalog") if row.on_demand is not None \
+            return NodePrice(on_demand, "pricecatalog") if on_demand is not None \
                 else self.base.node_price(instance_type, spot)
-        if row.spot is not None:
-            return NodePrice(row.spot, "pricecatalog")
-        if row.on_demand is not None:
-            return NodePrice(row.on_demand * self.spot_ratio, "pricecatalog-spot-estimate")
-        return UNKNOWN
+        spot_price = next((row.spot for row in rows if row.spot is not None), None)
+        if spot_price is not None:
+            return NodePrice(spot_price, "pricecatalog")
+        if on_demand is not None:
+            return NodePrice(on_demand * self.spot_ratio, "pricecatalog-spot-estimate")
+        return UNKNOWN if rows else self.base.node_price(instance_type, spot)
 
 
-def rows_of(spec: PriceCatalogSpec) -> tuple[dict[str, InstancePrice], int]:
-    """The every-region rows of a spec, and how many region-specific entries it has."""
-    rows = {}
-    regional = 0
-    for entry in spec.instances:
-        if entry.region != ALL_REGIONS:
-            regional += 1
-            continue
-        rows[entry.instance_type.lower()] = InstancePrice(
-            entry.instance_type, entry.cloud or "", entry.gpu_model or "", float(entry.gpu_count or 0),
-            entry.on_demand_per_hour, entry.spot_per_hour)
-    return rows, regional
+def rows_of(spec: PriceCatalogSpec) -> dict[tuple[str, str], InstancePrice]:
+    """The rows of a spec by (instance type, region)."""
+    return {(entry.instance_type.lower(), entry.region.lower()): InstancePrice(
+                entry.instance_type, entry.cloud or "", entry.gpu_model or "", float(entry.gpu_count or 0),
+                entry.on_demand_per_hour, entry.spot_per_hour)
+            for entry in spec.instances}
 
 
 def reprice(state: ClusterState, catalog: CatalogOverlay) -> int:
@@ -84,7 +93,7 @@ def reprice(state: ClusterState, catalog: CatalogOverlay) -> int:
         for info in state.node_infos():
             if info.price_source == ANNOTATION_SOURCE:
                 continue
-            price = catalog.node_price(info.instance_type, info.node.spot)
+            price = catalog.node_price(info.instance_type, info.node.spot, info.region)
             per_hour = price.per_hour or 0.0
             if per_hour == info.node.price_per_hour and price.source == info.price_source:
                 continue
@@ -104,7 +113,7 @@ class PriceCatalogs:
         self._identity = identity
         self._lock = threading.Lock()
         #: name -> ((created, name), rows) of the last good generation
-        self._good: dict[str, tuple[tuple[str, str], dict[str, InstancePrice]]] = {}
+        self._good: dict[str, tuple[tuple[str, str], dict[tuple[str, str], InstancePrice]]] = {}
         self._seen: dict[str, tuple[int, Any]] = {}
         self._writer = StatusWriter(patcher, RESOURCE)
 
@@ -147,12 +156,14 @@ class PriceCatalogs:
             self._write(name, kstatus.stalled(obj.get("status"), generation, "InvalidSpec", message,
                                               applied_by=self._identity))
             return False
-        rows, regional = rows_of(spec)
+        rows = rows_of(spec)
+        regional = sum(1 for _, region in rows if region != ALL_REGIONS)
         with self._lock:
             self._good[name] = ((str(meta.get("creationTimestamp") or ""), name), rows)
-        message = f"{len(rows)} instance prices in effect"
+        message = f"{len(rows) - regional} instance prices in effect"
         if regional:
-            message += f"; {regional} region-specific entries not applied (node regions are not read yet)"
+            message += (f"; {regional} region-specific entries in effect (for nodes labelled "
+                        f"{names.REGION_LABEL} with their region)")
         log.info("pricecatalog=%s generation=%d applied rows=%d regional=%d", name, generation, len(rows), regional)
         self._write(name, kstatus.applied(obj.get("status"), generation, message, applied_by=self._identity))
         return True
@@ -160,7 +171,7 @@ class PriceCatalogs:
     def _rebuild(self) -> None:
         with self._lock:
             layers = sorted(self._good.values(), key=lambda item: item[0])
-        merged: dict[str, InstancePrice] = {}
+        merged: dict[tuple[str, str], InstancePrice] = {}
         for _, rows in layers:
             merged.update(rows)
         self._catalog.set_overrides(merged)
