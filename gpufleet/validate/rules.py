@@ -7,7 +7,8 @@
   one budget per team;
 - ``reclaim-kube-system``: no ReclaimPolicy selects kube-system (with kube-system's labels from the
   repository, or the ones Kubernetes gives it);
-- ``placement-overlap``: no namespace is selected by two PlacementPolicies;
+- ``placement-overlap``: no namespace is selected by two namespace-wide PlacementPolicies (without
+  ``podSelector``), nor by two with the same ``podSelector``;
 - ``duplicate-object``: no object is defined twice;
 - ``schedule``: budget time zones exist in the IANA database and cron fields are in range (the API
   server checks only their shape).
@@ -259,19 +260,43 @@ def _reclaim_kube_system(reclaims: list[Document], namespaces: dict[str, Documen
     return out
 
 
+def _pod_selector_key(doc: Document) -> tuple | None:
+    """A key equal for PlacementPolicies whose podSelectors are the same as written: ``()`` without one
+    (namespace-wide), None when it does not parse (the API server's verdict reports it)."""
+    spec = doc.obj.get("spec") if isinstance(doc.obj, dict) else None
+    raw = spec.get("podSelector") if isinstance(spec, dict) else None
+    if raw is None:
+        return ()
+    try:
+        selector = parse(LabelSelector, raw, "spec.podSelector")
+    except SpecError:
+        return None
+    return (tuple(sorted((selector.match_labels or {}).items())),
+            tuple(sorted((r.key, r.operator, tuple(sorted(r.values))) for r in selector.match_expressions)))
+
+
 def _placement_overlap(placements: list[Document], namespaces: dict[str, Document]) -> list[Finding]:
-    owners: dict[str, list[Document]] = defaultdict(list)
+    """One namespace-wide PlacementPolicy per namespace, and no two with the same podSelector (the
+    extender picks the oldest of policies whose different podSelectors select the same pod)."""
+    owners: dict[tuple[str, tuple], list[Document]] = defaultdict(list)
     for doc in placements:
-        selector = _selector(doc)
-        if selector is None:
+        selector, pods = _selector(doc), _pod_selector_key(doc)
+        if selector is None or pods is None:
             continue
         for name, ns in namespaces.items():
             if selector.matches(namespace_labels(ns)):
-                owners[name].append(doc)
+                owners[(name, pods)].append(doc)
     out = []
-    for name, docs in sorted(owners.items()):
+    for (name, pods), docs in sorted(owners.items(), key=lambda item: item[0][0]):
+        first = docs[0]
+        where = f"{first.ref} ({first.path}:{first.line})"
         for doc in docs[1:]:
-            out.append(finding(doc, "spec.namespaceSelector", f"namespace {name} is also selected by "
-                               f"{docs[0].ref} ({docs[0].path}:{docs[0].line}); a namespace takes one "
-                               "placement policy", "placement-overlap"))
+            if pods:
+                out.append(finding(doc, "spec.podSelector", f"namespace {name} is also selected by {where} "
+                                   "with the same podSelector; a pod takes one placement policy",
+                                   "placement-overlap"))
+            else:
+                out.append(finding(doc, "spec.namespaceSelector", f"namespace {name} is also selected by "
+                                   f"{where}; a namespace takes one namespace-wide placement policy "
+                                   "(add a podSelector to place some of its pods otherwise)", "placement-overlap"))
     return out

@@ -119,7 +119,7 @@ def _parse_inputs(obj: Any) -> tuple[str, bytes, str, str] | None:
     if not isinstance(uid, str) or not uid or not isinstance(node_name, str) or not isinstance(phase, str):
         return None
     spec = {k: v for k, v in spec.items() if k != "nodeName"}
-    fields = _encode((meta.get("name"), meta.get("namespace"), meta.get("annotations"),
+    fields = _encode((meta.get("name"), meta.get("namespace"), meta.get("annotations"), meta.get("labels"),
                       meta.get("deletionTimestamp") is not None, spec))
     return uid, fields, node_name, phase
 

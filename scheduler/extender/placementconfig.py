@@ -2,9 +2,14 @@
 
 Two informer sinks feed one :class:`PlacementPolicies`: the ``placementpolicies`` of gpufleet.io
 (the spec of each object, parsed into the typed spec of :mod:`gpufleet.core.config.kinds`) and the
-namespaces' labels (what the policies select). A pod's placement is then: its own
-``gpufleet.io/placement`` annotation, else the policy selecting its namespace (the oldest one when
-two do, by creation time and name), else its namespace's annotation, else off.
+namespaces' labels (what the policies select). A pod's placement is then, first match wins:
+
+1. its own ``gpufleet.io/placement`` annotation;
+2. a policy selecting its namespace whose ``podSelector`` selects the pod's labels;
+3. a namespace-wide policy (no ``podSelector``) selecting its namespace;
+4. its namespace's annotation, else off.
+
+Where two policies of step 2 (or of step 3) match, the oldest applies (creation time, then name).
 
 An object that cannot be applied (a spec that does not parse, a field this extender does not
 implement) gets ``Stalled`` with the reason, and the last good generation of that object keeps
@@ -70,9 +75,6 @@ def evaluate(obj: dict[str, Any]) -> Verdict:
         spec = parse(PlacementPolicySpec, obj.get("spec"))
     except SpecError as err:
         return Verdict(None, "InvalidSpec", "; ".join(err.errors))
-    if spec.pod_selector is not None:
-        return Verdict(None, "Unsupported", "spec.podSelector: this extender selects by namespace only; "
-                       "remove podSelector or annotate the pods with gpufleet.io/placement")
     if spec.workload_mix.source == "ConfigMap":
         return Verdict(None, "Unsupported", "spec.workloadMix.source ConfigMap: not supported by this extender "
                        "yet; use Learned or Default (or the --workload-mix flag)")
@@ -137,12 +139,21 @@ class PlacementPolicies:
 
     # ---- lookups -------------------------------------------------------------------------------
 
-    def for_namespace(self, namespace: str) -> AppliedPolicy | None:
-        """The policy in effect for ``namespace`` (the oldest selecting one), or None."""
+    def for_pod(self, namespace: str, pod_labels: dict[str, str] | None) -> AppliedPolicy | None:
+        """The policy in effect for a pod of ``namespace`` with ``pod_labels``: the oldest one whose
+        podSelector selects it, else the oldest namespace-wide one; None when none selects it.
+        ``pod_labels=None`` looks at namespace-wide policies only."""
         with self._lock:
             labels = {**self._labels.get(namespace, {}), NAMESPACE_NAME_LABEL: namespace}
             matching = [p for p in self._applied.values() if p.spec.namespace_selector.matches(labels)]
-        return min(matching, key=lambda p: (p.created, p.name)) if matching else None
+        by_pod = [p for p in matching if p.spec.pod_selector is not None and pod_labels is not None
+                  and p.spec.pod_selector.matches(pod_labels)]
+        chosen = by_pod or [p for p in matching if p.spec.pod_selector is None]
+        return min(chosen, key=lambda p: (p.created, p.name)) if chosen else None
+
+    def for_namespace(self, namespace: str) -> AppliedPolicy | None:
+        """The namespace-wide policy in effect for ``namespace`` (the oldest selecting one), or None."""
+        return self.for_pod(namespace, None)
 
     def applied(self) -> dict[str, AppliedPolicy]:
         with self._lock:

@@ -18,7 +18,7 @@ error (the pod is valid Kubernetes) and only lands in ``PodInfo.problems``. No I
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gpufleet.core import names
@@ -104,6 +104,8 @@ class PodInfo:
     #: Why the pod's GPU request can be met nowhere (e.g. a ``gpufleet.io/gpu-milli`` over 1000),
     #: or None. Unlike a bad annotation, such a pod has no fallback: the filter turns every node away.
     gpu_error: str | None = None
+    #: The pod's labels (what a PlacementPolicy's podSelector selects).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -129,6 +131,7 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
     namespace = as_str(meta.get("namespace"), f"{path}.metadata.namespace", problems, "default") or "default"
     uid = as_str(meta.get("uid"), f"{path}.metadata.uid", problems)
     annotations = str_map(meta.get("annotations"), f"{path}.metadata.annotations", problems)
+    labels = str_map(meta.get("labels"), f"{path}.metadata.labels", problems)
     node_name = as_str(spec.get("nodeName"), f"{path}.spec.nodeName", problems)
     phase = as_str(status.get("phase"), f"{path}.status.phase", problems)
     totals = _pod_requests(spec, f"{path}.spec", problems)
@@ -148,6 +151,7 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
         uid=uid, name=name, namespace=namespace, node_name=node_name, phase=phase,
         deleting=meta.get("deletionTimestamp") is not None, request=request, placement=placement,
         interruptible=interruptible, gpu_ids=gpu_ids, model_rule=rule, problems=tuple(notes), gpu_error=gpu_error,
+        labels=labels,
     )
 
 

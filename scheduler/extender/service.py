@@ -3,7 +3,8 @@
 Each verb takes a parsed request (``wire``) and returns the encoded reply. Scoring and recording a
 decision happen under the state's lock; the only network calls (posting a Binding, reading a pod bind
 does not know) go through the ``Binder`` seam outside the lock. Pods that did not opt in
-(``gpufleet.io/placement`` on the pod, else on its namespace) are never swayed: filter passes every
+(``gpufleet.io/placement`` on the pod, a PlacementPolicy selecting it, or the annotation on its
+namespace) are never swayed: filter passes every
 node and prioritize gives every node the same score.
 """
 
@@ -23,7 +24,7 @@ from gpufleet.scheduler.extender.events import EventRecorder
 from gpufleet.scheduler.extender.ledger import Placement, pick_gpus
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
-from gpufleet.scheduler.extender.placementconfig import PlacementPolicies
+from gpufleet.scheduler.extender.placementconfig import AppliedPolicy, PlacementPolicies
 from gpufleet.scheduler.extender.pods import ANY_MODEL, GPU_IDS_ANNOTATION, PodInfo, parse_pod
 from gpufleet.scheduler.extender.scoring import OFF, SCORED_POLICIES, Ranking, Scorer, neutral, rows_of
 from gpufleet.scheduler.extender.state import ClusterState
@@ -72,17 +73,23 @@ class Extender:
     def ready(self) -> bool:
         return self.standalone or self.state.synced
 
+    def _placement_policy(self, pod: PodInfo) -> AppliedPolicy | None:
+        """The PlacementPolicy placing ``pod`` (see placementconfig), or None (none, or its annotation)."""
+        if self.placements is None or pod.placement:
+            return None
+        return self.placements.for_pod(pod.namespace, pod.labels)
+
     def policy_of(self, pod: PodInfo) -> str:
-        """The pod's annotation, else the PlacementPolicy selecting its namespace, else the namespace's
-        annotation, else off."""
-        applied = self.placements.for_namespace(pod.namespace) if self.placements and not pod.placement else None
+        """The pod's annotation, else the PlacementPolicy selecting it (by pod labels, then namespace-wide),
+        else the namespace's annotation, else off."""
+        applied = self._placement_policy(pod)
         policy = pod.placement or (applied.policy if applied else None) \
             or self.state.namespace_placement(pod.namespace) or OFF
         return policy if policy in SCORED_POLICIES else OFF
 
     def _cost_options(self, pod: PodInfo) -> CostOptions | None:
         """The weights of the PlacementPolicy placing ``pod`` (None: the flags')."""
-        applied = self.placements.for_namespace(pod.namespace) if self.placements and not pod.placement else None
+        applied = self._placement_policy(pod)
         return applied.cost_options() if applied else None
 
     def _scorable(self, args: SchedulingArgs) -> bool:

@@ -190,3 +190,22 @@ def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monk
         pods.step()
         assert state.cluster.gpu_free[0].sum() == 6000
     assert len(parsed) == 7 and state.cluster.gpu_free[0].tolist() == [1000] * 3 + [0, 1000, 0, 1000, 1000]
+
+
+def test_a_pod_whose_labels_changed_is_parsed_again_with_its_new_labels():
+    import copy
+
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000")]
+    pending = P.pod("p", gpus=1)
+    api.objects["pods"] = [pending]
+    state, _, nodes, pods, _ = setup(api)
+    nodes.step()
+    pods.step()
+    uid = pending["metadata"]["uid"]
+    assert state.pending_pod(uid).labels == pending["metadata"]["labels"]
+    relabelled = copy.deepcopy(pending)
+    relabelled["metadata"]["labels"] = {"app": "notebook"}
+    api.watch_scripts["pods"] = [("MODIFIED", relabelled)]
+    pods.step()
+    assert state.pending_pod(uid).labels == {"app": "notebook"}

@@ -1,7 +1,8 @@
 """PlacementPolicy objects on the local cluster: the CRDs' CEL rules accept and reject on the real API
 server, the running extender applies a changed policy within 5 s (no restart), an object it cannot
 apply gets Stalled with a reason while the last good generation keeps placing pods, and a fix makes
-it Ready again. Pods carry no placement annotation: only the PlacementPolicy opts them in."""
+it Ready again, and a policy with a podSelector places the pods it selects while the namespace-wide one
+places the rest. Pods carry no placement annotation: only the PlacementPolicy opts them in."""
 
 from __future__ import annotations
 
@@ -152,13 +153,39 @@ def test_a_changed_policy_applies_within_5_s_and_a_stalled_one_keeps_the_last_go
         loader.delete_namespace(namespace)
 
 
+def test_a_pod_selector_policy_places_the_pods_it_selects_and_the_namespace_wide_one_the_rest(
+        local_cluster, kubectl, crds, loader):
+    namespace = f"sel-{uuid.uuid4().hex[:6]}"
+    wide, selective = f"{namespace}-wide", f"{namespace}-spread"
+    loader.ensure_namespace(namespace)
+    try:
+        kubectl_run(kubectl, local_cluster, "apply", "-f", "-", stdin=policy(wide, namespace, {"policy": "binpack"}))
+        kubectl_run(kubectl, local_cluster, "apply", "-f", "-", stdin=policy(selective, namespace, {
+            "policy": "spread", "podSelector": {"matchLabels": {"placement": "spread"}}}))
+        for name in (wide, selective):
+            assert conditions(wait_status(kubectl, local_cluster, name, 1, timeout_s=60))["Ready"] == ("True", "Applied")
+        loader.create(namespace, [gpu_pod("anchor", 4)])
+        anchor = node_of(loader, namespace, "anchor")
+        selected = gpu_pod("selected", 1)
+        selected["metadata"]["labels"] = {"placement": "spread"}
+        loader.create(namespace, [selected])
+        assert node_of(loader, namespace, "selected") != anchor  # spread: most left over
+        loader.create(namespace, [gpu_pod("unselected", 1)])
+        assert node_of(loader, namespace, "unselected") == anchor  # binpack: least left over
+    finally:
+        kubectl_run(kubectl, local_cluster, "delete", "placementpolicy", wide, selective, "--ignore-not-found",
+                    check=False)
+        loader.delete_namespace(namespace)
+
+
 def test_a_price_catalog_is_applied_by_the_running_extender(local_cluster, kubectl, crds, k8s_api_client):
     from kubernetes import client
 
     objects = client.CustomObjectsApi(k8s_api_client)
     name = f"prices-{uuid.uuid4().hex[:6]}"
     body = {"apiVersion": "gpufleet.io/v1alpha1", "kind": "PriceCatalog", "metadata": {"name": name},
-            "spec": {"instances": [{"instanceType": "p4de.24xlarge", "onDemandPerHour": 30.0, "spotPerHour": 12.0}]}}
+            "spec": {"instances": [{"instanceType": "p4de.24xlarge", "onDemandPerHour": 30.0, "spotPerHour": 12.0},
+                                   {"instanceType": "p4de.24xlarge", "region": "us-east-1", "onDemandPerHour": 29.0}]}}
     objects.create_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", body)
     try:
         def observed(generation: int) -> dict | None:
@@ -170,6 +197,7 @@ def test_a_price_catalog_is_applied_by_the_running_extender(local_cluster, kubec
             time.sleep(0.1)
         assert applied is not None, "the extender did not report the PriceCatalog"
         assert conditions(applied)["Ready"] == ("True", "Applied")
-        assert "1 instance prices in effect" in applied["status"]["conditions"][0]["message"]
+        message = applied["status"]["conditions"][0]["message"]
+        assert "1 instance prices in effect" in message and "1 region-specific entries in effect" in message
     finally:
         objects.delete_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", name)
