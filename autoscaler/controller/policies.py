@@ -22,7 +22,8 @@ the global budget.
 
 GpuBudget objects become :class:`gpufleet.autoscaler.cost.budgets.BudgetConfig`: one budget per team
 (the oldest object wins a team; later ones are Stalled), alert thresholds per team (the global list
-is their union). Months are UTC: a ``timeZone`` other than UTC is Stalled.
+is their union). Each budget's months start in its own ``timeZone`` (any IANA zone, DST-safe); an
+unknown zone is Stalled.
 
 An object that cannot be applied gets ``Stalled`` with the reason and the last good generation of
 that object keeps running; a good one gets ``Ready``. Every replica applies; only the Lease holder
@@ -42,7 +43,7 @@ from gpufleet.autoscaler.controller.budget import Entry
 from gpufleet.autoscaler.controller.cron import CronError, CronSchedule, window_open
 from gpufleet.autoscaler.controller.gate import PROTECTED_NAMESPACES, Mode
 from gpufleet.autoscaler.controller.objectstatus import StatusWriter
-from gpufleet.autoscaler.cost.budgets import DEFAULT_THRESHOLDS, Budget, BudgetConfig
+from gpufleet.autoscaler.cost.budgets import DEFAULT_THRESHOLDS, Budget, BudgetConfig, time_zone_problem
 from gpufleet.autoscaler.reclaim.config import ReclaimConfig, ReclaimConfigError, WindowConfig
 from gpufleet.core import names
 from gpufleet.core.config import status as kstatus
@@ -344,16 +345,17 @@ def evaluate_budgets(objects: Sequence[dict[str, Any]]) -> dict[str, Verdict]:
         except SpecError as err:
             verdicts[name] = Verdict(None, "InvalidSpec", "; ".join(err.errors))
             continue
-        if spec.time_zone != "UTC":
-            verdicts[name] = Verdict(None, "Unsupported", f"spec.timeZone: {spec.time_zone!r}: the cost ledger "
-                                     "counts calendar months in UTC; use UTC")
+        zone_problem = time_zone_problem(spec.time_zone)
+        if zone_problem:
+            verdicts[name] = Verdict(None, "InvalidSpec", f"spec.timeZone: {zone_problem}")
             continue
         if spec.team in owners:
             verdicts[name] = Verdict(None, "DuplicateTeam", f"spec.team: team {spec.team!r} already has "
                                      f"GpuBudget/{owners[spec.team]}")
             continue
         owners[spec.team] = name
-        verdicts[name] = Verdict(spec, "Applied", f"budget {spec.monthly_usd:g} USD/month for team {spec.team}")
+        verdicts[name] = Verdict(spec, "Applied", f"budget {spec.monthly_usd:g} USD/month for team {spec.team}"
+                                 + (f" (months in {spec.time_zone})" if spec.time_zone != "UTC" else ""))
     return verdicts
 
 
@@ -396,7 +398,8 @@ class GpuBudgets:
         if not specs:
             return self.base
         thresholds = sorted({t / 100.0 for s in specs for t in s.alert_thresholds_percent}) or DEFAULT_THRESHOLDS
-        return BudgetConfig(tuple(Budget(s.team, float(s.monthly_usd)) for s in specs), tuple(thresholds))
+        return BudgetConfig(tuple(Budget(s.team, float(s.monthly_usd), s.time_zone) for s in specs),
+                            tuple(thresholds))
 
     def thresholds_for(self, team: str) -> tuple[float, ...]:
         """The team's alert thresholds as fractions of its budget."""

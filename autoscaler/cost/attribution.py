@@ -144,11 +144,11 @@ def budget_series(snap: LedgerSnapshot, config: BudgetConfig, now: float) -> Ite
     series = team_hourly(snap)
     for team in sorted(set(series) | {b.team for b in config.budgets}):
         hourly = series.get(team, {})
-        f = forecast(hourly, now)
+        b = config.for_team(team)
+        f = forecast(hourly, now, time_zone=b.time_zone if b is not None else "UTC")  # its own month
         spent.add_metric([team], f.spent_usd)
         ahead.add_metric([team], f.month_end_usd)
         jump.add_metric([team], 1.0 if anomaly(hourly, now).flagged else 0.0)
-        b = config.for_team(team)
         if b is None:
             continue
         budget.add_metric([team], b.monthly_usd)

@@ -116,7 +116,7 @@ def build(args: argparse.Namespace) -> dict:
         team_hourly[team][hour] = usd
     budget_rows = []
     for b in budgets.budgets:
-        f = forecast(team_hourly.get(b.team, {}), last)
+        f = forecast(team_hourly.get(b.team, {}), last, time_zone=b.time_zone)
         budget_rows.append({"team": b.team, "budget_usd": b.monthly_usd, "spent_usd": round(f.spent_usd, 2),
                             "forecast_usd": round(f.month_end_usd, 2)})
     return {"total_usd": round(total, 4),

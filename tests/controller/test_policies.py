@@ -15,6 +15,7 @@ from gpufleet.autoscaler.controller.policies import (
     GpuBudgets,
     ReclaimPolicies,
     StatusWriter,
+    evaluate_budgets,
     evaluate_reclaim,
 )
 from gpufleet.autoscaler.cost.budgets import Budget, BudgetConfig
@@ -274,9 +275,31 @@ def test_gpu_budgets_become_the_cost_budget_config() -> None:
     assert budgets.thresholds_for("nlp") == (0.5, 0.8, 1.0)
 
 
+def test_a_gpu_budget_in_another_time_zone_is_ready_with_its_zone() -> None:
+    api = Patcher()
+    writer = StatusWriter(api, BUDGET_RESOURCE, lambda: True)
+    budgets = GpuBudgets(writer=writer)
+    api.existing |= {"berlin", "la"}
+    budgets.replace([budget("berlin", {"team": "vision", "monthlyUsd": 100, "timeZone": "Europe/Berlin"}),
+                     budget("la", {"team": "nlp", "monthlyUsd": 50, "timeZone": "America/Los_Angeles"},
+                            created="2026-03-01T00:00:00Z")])
+    writer.flush()
+    for name in ("berlin", "la"):
+        assert kstatus.is_ready({**budget(name, {}), "status": api.status[name]}), api.status[name]
+    assert "months in Europe/Berlin" in api.status["berlin"]["conditions"][0]["message"]
+    assert budgets.config().budgets == (Budget("vision", 100.0, "Europe/Berlin"),
+                                        Budget("nlp", 50.0, "America/Los_Angeles"))
+
+
+def test_an_unknown_budget_time_zone_is_stalled_with_the_reason() -> None:
+    verdict = evaluate_budgets([budget("x", {"team": "nlp", "monthlyUsd": 1, "timeZone": "Mars/Olympus"})])["x"]
+    assert verdict.applied is None and verdict.reason == "InvalidSpec"
+    assert verdict.message == "spec.timeZone: unknown IANA time zone 'Mars/Olympus' (e.g. UTC, Europe/Berlin)"
+
+
 @pytest.mark.parametrize(("second", "reason"), [
     ({"team": "vision", "monthlyUsd": 1}, "DuplicateTeam"),
-    ({"team": "nlp", "monthlyUsd": 1, "timeZone": "Europe/Berlin"}, "Unsupported"),
+    ({"team": "nlp", "monthlyUsd": 1, "timeZone": "Mars/Olympus"}, "InvalidSpec"),
     ({"team": "nlp"}, "InvalidSpec"),
 ])
 def test_a_gpu_budget_that_cannot_be_applied_is_stalled(second: dict, reason: str) -> None:

@@ -72,6 +72,20 @@ def test_budget_alerts_are_exported_per_threshold():
     assert samples(registry, "gpufleet_cost_budget_usd")[0].value == 12.0
 
 
+def test_each_teams_month_starts_in_its_budgets_time_zone():
+    ledger = Ledger(PriceCatalog.from_csv_text(PRICES))
+    node = NodeRef("gpu-1", 4, labels={"node.kubernetes.io/instance-type": "big.4"})
+    holdings = [Holding(PodRef("a", "ml", "Job/a", (("team", "vision"),), "main"), 0, 1.0, 0.5),
+                Holding(PodRef("b", "nlp", "Job/b", (("team", "nlp"),), "main"), 1, 1.0, 0.5)]
+    late_november = 1_796_079_600.0  # 2026-11-30T23:00Z: December in UTC at 03:00Z, November in Los Angeles
+    ledger.add_sample(node, late_november, 3600.0, holdings)
+    registry = CollectorRegistry()
+    budgets = BudgetConfig((Budget("vision", 100.0, "America/Los_Angeles"), Budget("nlp", 100.0)))
+    register(registry, ledger.snapshot, lambda: late_november + 4 * 3600.0, budgets)
+    spent = {s.labels["team"]: s.value for s in samples(registry, "gpufleet_cost_budget_spent_usd")}
+    assert spent["vision"] == pytest.approx(10.0) and spent["nlp"] == 0.0  # 40 $/h on demand, 1 of 4 GPUs
+
+
 def test_recommendations_are_exported_with_now_and_after_prices():
     from gpufleet.autoscaler.cost.catalog import parse_catalog
     from gpufleet.autoscaler.cost.sizing import Usage, Workload, recommend_workload

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -90,3 +91,57 @@ def test_budget_config_is_typed_and_every_error_is_reported_with_its_path():
         "budgets[1].monthlyUSD: must be a number > 0", "budgets[2]: must be a mapping with team and monthlyUSD",
         "thresholds: must be a non-empty list of numbers > 0 (fractions of the budget)",
         "<root>: unknown key(s) extra")
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_month_starts_in_the_budgets_time_zone():
+    now = at("2026-12-01T03:00:00+00:00")  # December in UTC, still November in Los Angeles
+    assert month_bounds(now) == (at("2026-12-01T00:00:00+00:00"), at("2027-01-01T00:00:00+00:00"))
+    start, end = month_bounds(now, "America/Los_Angeles")
+    assert (start, end) == (at("2026-11-01T00:00:00-07:00"), at("2026-12-01T00:00:00-08:00"))
+    assert (end - start) / HOUR == 30 * 24 + 1  # DST ends on 1 November: one 25-h day
+    spend = series(at("2026-11-01T07:00:00+00:00"), 30 * 24 - 4, lambda h: 1.0)  # to 2026-12-01T03:00Z
+    assert forecast(spend, now).spent_usd == pytest.approx(3.0)
+    la = forecast(spend, now, time_zone="America/Los_Angeles")
+    assert la.spent_usd == pytest.approx(30 * 24 - 4)
+    assert la.month_end_usd == pytest.approx(30 * 24 + 1)  # 5 more hours until midnight PST
+
+
+@pytest.mark.parametrize(("month_start", "now", "hours_in_month", "hours_elapsed"), [
+    ("2026-03-01T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 31 * 24 - 1, 29 * 24 - 1),  # 29 Mar: 23 h
+    ("2026-10-01T00:00:00+02:00", "2026-10-26T00:00:00+01:00", 31 * 24 + 1, 25 * 24 + 1),  # 25 Oct: 25 h
+])
+def test_a_berlin_dst_month_counts_real_hours(month_start, now, hours_in_month, hours_elapsed):
+    start, end = month_bounds(at(now), "Europe/Berlin")
+    assert (start, end) == (at(month_start), start + hours_in_month * HOUR)
+    assert (at(now) - start) / (end - start) == pytest.approx(hours_elapsed / hours_in_month, rel=1e-12)
+    f = forecast(series(start, hours_elapsed, lambda h: 1.0), at(now), time_zone="Europe/Berlin")
+    assert f.spent_usd == pytest.approx(hours_elapsed)
+    assert f.month_end_usd == pytest.approx(hours_in_month)  # not 24 h x 31 days
+
+
+def test_daily_seasonality_follows_local_hours_across_a_dst_change():
+    # 3 $/h from 08:00 to 20:00 Berlin time, 1 $/h otherwise: each day 48 $ (49 $ on the 25-h day).
+    zone = "Europe/Berlin"
+    start = month_bounds(at("2026-10-15T00:00:00+00:00"), zone)[0]
+    now = at("2026-10-27T12:00:00+01:00")
+
+    def rate(h):
+        return 3.0 if 8 <= datetime.fromtimestamp(start + h * HOUR, ZoneInfo(zone)).hour < 20 else 1.0
+    f = forecast(series(start, round((now - start) / HOUR), rate), now, time_zone=zone)
+    assert f.month_end_usd == pytest.approx(31 * 48 + 1, rel=1e-9)
+    low, high = f.hour_factors[7], f.hour_factors[8]  # factors by Berlin hour, before and after the change
+    assert high == pytest.approx(3 * low) and f.hour_factors[19] == high and f.hour_factors[20] == low
+
+
+def test_a_budget_time_zone_is_parsed_and_an_unknown_one_refused():
+    config = parse_budgets({"budgets": [{"team": "vision", "monthlyUSD": 10, "timeZone": "Asia/Kolkata"},
+                                        {"team": "nlp", "monthlyUSD": 10}]})
+    assert config.budgets == (Budget("vision", 10.0, "Asia/Kolkata"), Budget("nlp", 10.0, "UTC"))
+    with pytest.raises(BudgetConfigError) as err:
+        parse_budgets({"budgets": [{"team": "vision", "monthlyUSD": 10, "timeZone": "Mars/Olympus"}]})
+    assert err.value.problems == (
+        "budgets[0].timeZone: unknown IANA time zone 'Mars/Olympus' (e.g. UTC, Europe/Berlin)",)
