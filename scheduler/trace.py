@@ -8,6 +8,7 @@ num_gpu, gpu_milli`` and optionally ``gpu_spec`` ("" or "T4|P100"), then columns
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from gpufleet.scheduler.model import GPU_MILLI, ModelError, Node, PodRequest
@@ -20,11 +21,14 @@ class TraceError(ValueError):
     """A trace file that cannot be read: missing file or columns, or a bad row."""
 
 
-def _rows(path: Path, required: tuple[str, ...]):
-    try:
-        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below; open errors wrapped)
-    except OSError as err:
-        raise TraceError(f"reading trace {path}: {err.strerror}") from err
+def _rows(path: Path | str, required: tuple[str, ...], text: str | None = None):
+    if text is not None:
+        handle = io.StringIO(text, newline="")
+    else:
+        try:
+            handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below; open errors wrapped)
+        except OSError as err:
+            raise TraceError(f"reading trace {path}: {err.strerror}") from err
     with handle:
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
@@ -66,11 +70,12 @@ def read_nodes(path: str | Path) -> list[Node]:
     return nodes
 
 
-def read_pods(path: str | Path) -> list[PodRequest]:
-    """The pods of an openb pod list, in file order."""
-    path = Path(path)
+def read_pods(path: str | Path, text: str | None = None) -> list[PodRequest]:
+    """The pods of an openb pod list, in file order. ``text``: the list itself (then ``path`` only
+    names it in errors, e.g. a ConfigMap key)."""
+    path = Path(path) if text is None else path
     pods = []
-    for line, row in _rows(path, POD_COLUMNS):
+    for line, row in _rows(path, POD_COLUMNS, text):
         num_gpu = _int(path, line, row, "num_gpu")
         gpu_milli = _int(path, line, row, "gpu_milli")
         if num_gpu == 0:

@@ -70,7 +70,7 @@ class ExtenderApp:
         events = None
         if api is not None and config.events.rate_per_s > 0:
             events = EventRecorder(api, clock, metrics, config.events)
-        placements = PlacementPolicies(patcher=api) if api is not None else None
+        placements = PlacementPolicies(patcher=api, api=api, informer=config.informer) if api is not None else None
         prices = PriceCatalogs(state, catalog, patcher=api) if api is not None else None
         extender = Extender(state, scorer, metrics, catalog=catalog, binder=api, events=events,
                             standalone=standalone, placements=placements)

@@ -11,9 +11,12 @@ namespaces' labels (what the policies select). A pod's placement is then, first 
 
 Where two policies of step 2 (or of step 3) match, the oldest applies (creation time, then name).
 
+A policy with ``spec.workloadMix.source: ConfigMap`` scores its pods against the mix in that
+ConfigMap key (see mixconfig: watched, so an edit applies within seconds). Each policy has its own mix.
+
 An object that cannot be applied (a spec that does not parse, a field this extender does not
-implement) gets ``Stalled`` with the reason, and the last good generation of that object keeps
-running; a good one gets ``Ready``. Status is written by a background thread (merge patch of the
+implement, a ConfigMap mix that is missing or not a pod list) gets ``Stalled`` with the reason, and
+the last good generation of that object (with its mix) keeps running; a good one gets ``Ready``. Status is written by a background thread (merge patch of the
 status subresource), only when it changes, so informer callbacks never wait on the API.
 """
 
@@ -28,8 +31,12 @@ from typing import Any, Protocol
 from gpufleet.core.config import status as kstatus
 from gpufleet.core.config.kinds import API_VERSION, NAMESPACE_NAME_LABEL, PlacementPolicySpec
 from gpufleet.core.config.schema import SpecError, parse
+from gpufleet.core.kube.client import ListWatch
 from gpufleet.core.kube.errors import KubeAPIError
+from gpufleet.core.kube.informer import InformerConfig
+from gpufleet.scheduler.extender.mixconfig import ConfigMapMixes, MixError, describe
 from gpufleet.scheduler.policies.cost import CostOptions
+from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ class AppliedPolicy:
     generation: int
     created: str
     spec: PlacementPolicySpec
+    mix: WorkloadMix | None = None  # from its ConfigMap (source ConfigMap); None: the extender's own
 
     @property
     def policy(self) -> str:
@@ -67,28 +75,42 @@ class Verdict:
     message: str
 
 
-def evaluate(obj: dict[str, Any]) -> Verdict:
-    """Whether this extender can apply ``obj`` as it is, and why not. Pure."""
+def evaluate(obj: dict[str, Any], mixes: ConfigMapMixes | None = None) -> Verdict:
+    """Whether this extender can apply ``obj`` as it is, and why not; ``mixes``: the ConfigMaps (None:
+    source ConfigMap is unsupported). Pure but for reading ``mixes``."""
     meta = obj.get("metadata") or {}
     name, generation = str(meta.get("name") or ""), int(meta.get("generation") or 0)
     try:
         spec = parse(PlacementPolicySpec, obj.get("spec"))
     except SpecError as err:
         return Verdict(None, "InvalidSpec", "; ".join(err.errors))
-    if spec.workload_mix.source == "ConfigMap":
-        return Verdict(None, "Unsupported", "spec.workloadMix.source ConfigMap: not supported by this extender "
-                       "yet; use Learned or Default (or the --workload-mix flag)")
-    applied = AppliedPolicy(name, generation, str(meta.get("creationTimestamp") or ""), spec)
-    return Verdict(applied, "Applied", f"policy {spec.policy} in effect")
+    mix, source = None, ""
+    ref = spec.workload_mix.config_map
+    if spec.workload_mix.source == "ConfigMap" and ref is not None:
+        if mixes is None:
+            return Verdict(None, "Unsupported", "spec.workloadMix.source ConfigMap: no API server to read it from")
+        try:
+            mix = mixes.mix(ref)
+        except MixError as err:
+            return Verdict(None, "WorkloadMixUnavailable", f"spec.workloadMix: {err}")
+        source = f"; workload mix from {describe(ref)} ({len(mix)} shapes)"
+    applied = AppliedPolicy(name, generation, str(meta.get("creationTimestamp") or ""), spec, mix)
+    return Verdict(applied, "Applied", f"policy {spec.policy} in effect{source}")
 
 
 class PlacementPolicies:
     """The PlacementPolicies in effect and the namespaces' labels; thread-safe."""
 
-    def __init__(self, patcher: StatusPatcher | None = None, identity: str = COMPONENT) -> None:
+    def __init__(self, patcher: StatusPatcher | None = None, identity: str = COMPONENT,
+                 api: ListWatch | None = None, informer: InformerConfig = InformerConfig()) -> None:
+        """``api``: where referenced ConfigMaps are watched (None: only what ``mixes`` sinks are fed)."""
         self._lock = threading.Lock()
+        self._evaluating = threading.RLock()  # one evaluation at a time: policy and ConfigMap events race
         self._applied: dict[str, AppliedPolicy] = {}
         self._seen: dict[str, tuple[int, Any]] = {}  # name -> (generation, spec) last evaluated
+        self._objects: dict[str, dict[str, Any]] = {}  # name -> the object last evaluated
+        self._verdicts: dict[str, Verdict] = {}
+        self.mixes = ConfigMapMixes(api, self._configmaps_changed, informer)
         self._labels: dict[str, dict[str, str]] = {}
         self._identity = identity
         self._writer = StatusWriter(patcher)
@@ -103,6 +125,8 @@ class PlacementPolicies:
                 self._applied.pop(gone, None)
             for gone in set(self._seen) - names:
                 self._seen.pop(gone, None)
+                self._objects.pop(gone, None)
+                self._verdicts.pop(gone, None)
         for obj in objects:
             self.apply("ADDED", obj)
 
@@ -113,6 +137,8 @@ class PlacementPolicies:
             with self._lock:
                 self._applied.pop(name, None)
                 self._seen.pop(name, None)
+                self._objects.pop(name, None)
+                self._verdicts.pop(name, None)
             log.info("placementpolicy=%s deleted", name)
             return
         generation = int(meta.get("generation") or 0)
@@ -120,16 +146,42 @@ class PlacementPolicies:
             if self._seen.get(name) == (generation, obj.get("spec")):
                 return  # a status write or a re-list: nothing new to apply
             self._seen[name] = (generation, obj.get("spec"))
-        verdict = evaluate(obj)
+        self._evaluate(name, obj, always=True)
+
+    def _configmaps_changed(self, namespace: str) -> None:
+        """Evaluate again the policies whose mix is in a ConfigMap of ``namespace``."""
         with self._lock:
-            if verdict.applied is not None:
-                self._applied[name] = verdict.applied
-            running = self._applied.get(name)
+            referring = [(n, o) for n, o in self._objects.items() if _mix_namespace(o) == namespace]
+        for name, obj in referring:
+            self._evaluate(name, obj, always=False)
+
+    def _evaluate(self, name: str, obj: dict[str, Any], always: bool) -> None:
+        """Apply ``obj`` or keep the last good one, and write the status (``always``, else on a change)."""
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        with self._evaluating:
+            with self._lock:
+                if name not in self._seen:
+                    return  # deleted meanwhile
+                self._objects[name] = obj
+            verdict = evaluate(obj, self.mixes)
+            with self._lock:
+                changed = self._verdicts.get(name) != verdict
+                self._verdicts[name] = verdict
+                if verdict.applied is not None:
+                    self._applied[name] = verdict.applied
+                running = self._applied.get(name)
+            if not (always or changed):
+                return
+            self._report(name, generation, obj, verdict, running)
+
+    def _report(self, name: str, generation: int, obj: dict[str, Any], verdict: Verdict,
+                running: AppliedPolicy | None) -> None:
         if verdict.applied is not None:
             log.info("placementpolicy=%s generation=%d applied policy=%s", name, generation, verdict.applied.policy)
             new_status = kstatus.applied(obj.get("status"), generation, verdict.message, applied_by=self._identity)
         else:
-            keeps = (f"; generation {running.generation} (policy {running.policy}) keeps running"
+            mix = " with its workload mix" if running is not None and running.mix is not None else ""
+            keeps = (f"; generation {running.generation} (policy {running.policy}){mix} keeps running"
                      if running else "; nothing of this object is in effect")
             log.warning("placementpolicy=%s generation=%d stalled reason=%s: %s%s", name, generation,
                         verdict.reason, verdict.message, keeps)
@@ -163,7 +215,15 @@ class PlacementPolicies:
         self._writer.start()
 
     def stop(self) -> None:
+        self.mixes.stop()
         self._writer.stop()
+
+
+def _mix_namespace(obj: dict[str, Any]) -> str | None:
+    """The namespace of the ConfigMap holding ``obj``'s mix (raw spec), or None."""
+    mix = (obj.get("spec") or {}).get("workloadMix")
+    ref = mix.get("configMap") if isinstance(mix, dict) and mix.get("source") == "ConfigMap" else None
+    return str(ref.get("namespace")) if isinstance(ref, dict) else None
 
 
 class _NamespaceLabels:

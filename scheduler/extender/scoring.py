@@ -88,28 +88,58 @@ def neutral(count: int) -> Ranking:
     return Ranking(OFF, np.zeros(count, dtype=np.int64), -1, (), ())
 
 
+class CompiledMix:
+    """One mix's FGD policy, kernel arrays and fgd-strand tables, rebuilt when the cluster's
+    generation (or its GPU model table) changes."""
+
+    def __init__(self, mix: WorkloadMix) -> None:
+        self.mix = mix
+        self._key: int | None = None
+        self._fgd: FGDPolicy | None = None
+        self._arrays: MixArrays | None = None
+        self._strand_key: tuple[int, int] | None = None
+        self._strand: tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables] | None = None
+
+    def policy(self, cluster: Cluster, generation: int) -> tuple[FGDPolicy, MixArrays]:
+        if self._key != generation or self._fgd is None or self._arrays is None:
+            self._key = generation
+            self._fgd = FGDPolicy(self.mix)
+            self._arrays = self.mix.arrays(cluster)
+        return self._fgd, self._arrays
+
+    def strand_policy(self, cluster: Cluster, generation: int
+                      ) -> tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables]:
+        key = (generation, len(cluster.model_names))
+        if self._strand_key != key or self._strand is None:
+            _, arrays = self.policy(cluster, generation)
+            self._strand_key = key
+            self._strand = (fgd_strand.StrandPolicy(self.mix),
+                            kernels_strand.waste_tables(arrays, len(cluster.model_names)))
+        return self._strand
+
+
+#: How many PlacementPolicy mixes (ConfigMap ones) stay compiled; beyond, the least recently used goes.
+POLICY_MIXES_KEPT = 16
+
+
 class Scorer:
     """``mix``: a fixed workload mix (``gpufleet extender --workload-mix``), used as given and never
-    re-learnt; None learns it from running GPU pods (``ScoringConfig``)."""
+    re-learnt; None learns it from running GPU pods (``ScoringConfig``). ``rank(mix=...)`` scores one
+    pod against another mix (a PlacementPolicy's ConfigMap mix) instead."""
 
     def __init__(self, config: ScoringConfig = ScoringConfig(), mix: WorkloadMix | None = None) -> None:
         self.config = config
-        self._mix = mix or DEFAULT_MIX
+        self._own = CompiledMix(mix or DEFAULT_MIX)
         self._fixed_mix = mix is not None
         self._mix_at: float | None = None
-        self._key: tuple[int, int] | None = None
-        self._fgd: FGDPolicy | None = None
-        self._mix_arrays: MixArrays | None = None
-        self._mix_version = 0
-        self._strand_key: tuple[int, int, int] | None = None
-        self._strand: tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables] | None = None
+        self._policy_mixes: dict[WorkloadMix, CompiledMix] = {}  # insertion order = least recently used first
         self._cost_options = cost.CostOptions(config.interruption_penalty, config.fragmentation_weight)
 
     # -- workload mix and fragmentation --------------------------------------------------------
 
     @property
     def mix(self) -> WorkloadMix:
-        return self._mix
+        return self._own.mix
 
     def refresh_mix(self, state: ClusterState) -> None:
         """Re-learn the mix from the running GPU pods when ``mix_refresh_s`` has passed."""
@@ -126,41 +156,33 @@ class Scorer:
             keep = self.config.mix_max_shapes
             total = sum(learnt.probs[:keep])
             mix = WorkloadMix(learnt.shapes[:keep], tuple(p / total for p in learnt.probs[:keep]))
-        if mix != self._mix:
-            self._mix = mix
-            self._mix_version += 1
+        if mix != self._own.mix:
+            self._own = CompiledMix(mix)
 
-    def _policy(self, cluster: Cluster, generation: int) -> tuple[FGDPolicy, MixArrays]:
-        key = (generation, self._mix_version)
-        if self._key != key or self._fgd is None or self._mix_arrays is None:
-            self._key = key
-            self._fgd = FGDPolicy(self._mix)
-            self._mix_arrays = self._mix.arrays(cluster)
-        return self._fgd, self._mix_arrays
-
-    def _strand_policy(self, cluster: Cluster, generation: int
-                       ) -> tuple[fgd_strand.StrandPolicy, kernels_strand.WasteTables]:
-        """fgd-strand for the current mix, with its look-ahead tables (rebuilt when the mix changes)."""
-        key = (generation, self._mix_version, len(cluster.model_names))
-        if self._strand_key != key or self._strand is None:
-            _, mix = self._policy(cluster, generation)
-            self._strand_key = key
-            self._strand = (fgd_strand.StrandPolicy(self._mix),
-                            kernels_strand.waste_tables(mix, len(cluster.model_names)))
-        return self._strand
+    def _compiled(self, mix: WorkloadMix | None) -> CompiledMix:
+        """The scorer's own mix (None), or a policy's mix, compiled once and kept while in use."""
+        if mix is None or mix == self._own.mix:
+            return self._own
+        compiled = self._policy_mixes.pop(mix, None) or CompiledMix(mix)
+        self._policy_mixes[mix] = compiled
+        while len(self._policy_mixes) > POLICY_MIXES_KEPT:
+            self._policy_mixes.pop(next(iter(self._policy_mixes)))
+        return compiled
 
     def fragmentation(self, state: ClusterState) -> np.ndarray:
-        """F_n(M) of every row (milli-GPU), refreshed where rows changed."""
+        """F_n(M) of every row (milli-GPU) against the scorer's own mix, refreshed where rows changed."""
         if state.cluster is None:
             return np.zeros(0)
-        fgd, _ = self._policy(state.cluster, state.generation)
+        fgd, _ = self._own.policy(state.cluster, state.generation)
         return fgd.fragmentation(state.cluster)
 
     # -- ranking -------------------------------------------------------------------------------
 
     def rank(self, state: ClusterState, pod: PodInfo, policy: str, names: Sequence[str],
-             top: int = 3, cost_options: cost.CostOptions | None = None) -> Ranking:
-        """``cost_options``: the cost policy's weights of a PlacementPolicy (default: the flags')."""
+             top: int = 3, cost_options: cost.CostOptions | None = None,
+             mix: WorkloadMix | None = None) -> Ranking:
+        """``cost_options``: the cost policy's weights of a PlacementPolicy (default: the flags');
+        ``mix``: a PlacementPolicy's workload mix (default: the scorer's own)."""
         cluster = state.cluster
         request = pod.request
         if policy not in SCORED_POLICIES or cluster is None or request is None or request.num_gpu == 0:
@@ -175,24 +197,25 @@ class Scorer:
         model = cluster.gpu_model[r]
         ok = kernels.feasible_nodes(gpu_free, cpu_free, cluster.memory_free[r], model, request.cpu_milli,
                                     request.memory_mib, request.num_gpu, request.gpu_milli, mask)
-        fgd, mix = self._policy(cluster, state.generation)
+        compiled = self._compiled(mix)
+        fgd, mix_arrays = compiled.policy(cluster, state.generation)
         share = np.full(len(r), -1, dtype=np.int32)
         delta: np.ndarray | None = None
         if policy == FGD:
             before = fgd.fragmentation(cluster)[r]
             raw, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
-                                            request.num_gpu, request.gpu_milli, mix, quantise=True)
+                                            request.num_gpu, request.gpu_milli, mix_arrays, quantise=True)
         elif policy == STRAND:
-            strand, tables = self._strand_policy(cluster, state.generation)
+            strand, tables = compiled.strand_policy(cluster, state.generation)
             # A model-bound pod pays no model reserve (the extender keeps its models in model_rule).
             reserve = strand.reserve(cluster, request) if pod.model_rule.is_any else None
             raw, share = strand.raw_scores(gpu_free, cpu_free, model, ok, fgd.fragmentation(cluster)[r], request,
-                                           mix, tables, reserve)
+                                           mix_arrays, tables, reserve)
         elif policy == COST:
             before = fgd.fragmentation(cluster)[r]
             _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,
-                                          request.num_gpu, request.gpu_milli, mix, quantise=False)
-            delta = cost.fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix)
+                                          request.num_gpu, request.gpu_milli, mix_arrays, quantise=False)
+            delta = cost.fragmentation_delta(gpu_free, cpu_free, model, before, request, share, mix_arrays)
             raw = -cost.hourly_cost(cluster.price_per_hour[r], cluster.gpu_count[r], cluster.spot[r], ok, request,
                                     pod.interruptible, delta, cost_options or self._cost_options)
         elif policy == BINPACK:

@@ -40,6 +40,7 @@ from gpufleet.scheduler.extender.wire import (
 from gpufleet.scheduler.model import GPU_MILLI, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
 from gpufleet.scheduler.policies.cost import CostOptions
+from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class Extender:
         """The weights of the PlacementPolicy placing ``pod`` (None: the flags')."""
         applied = self._placement_policy(pod)
         return applied.cost_options() if applied else None
+
+    def _mix(self, pod: PodInfo) -> WorkloadMix | None:
+        """The workload mix of the PlacementPolicy placing ``pod`` (its ConfigMap's; None: the scorer's)."""
+        applied = self._placement_policy(pod)
+        return applied.mix if applied else None
 
     def _scorable(self, args: SchedulingArgs) -> bool:
         if self.standalone:
@@ -150,7 +156,8 @@ class Extender:
             return
         gpus: tuple[int, ...] = ()
         if policy != OFF:
-            ranking = self.scorer.rank(self.state, pod, policy, [node], cost_options=self._cost_options(pod))
+            ranking = self.scorer.rank(self.state, pod, policy, [node], cost_options=self._cost_options(pod),
+                                       mix=self._mix(pod))
             gpus = ranking.best_gpus if ranking.best == 0 else ()
         gpus = gpus or choose_gpus(cluster, row, pod.request)
         if gpus:
@@ -218,7 +225,8 @@ class Extender:
                 if posted is not None:  # its Binding already went through: keep it where it is bound
                     ranking = _keep(policy, names, posted)
                 else:
-                    ranking = self.scorer.rank(self.state, pod, policy, names, cost_options=self._cost_options(pod))
+                    ranking = self.scorer.rank(self.state, pod, policy, names,
+                                               cost_options=self._cost_options(pod), mix=self._mix(pod))
                 if ranking.best >= 0 and pod.uid and pod.request is not None and posted is None:
                     self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
                                       self.state.config.assume_ttl_s)

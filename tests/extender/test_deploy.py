@@ -81,6 +81,11 @@ def test_rbac_has_no_wildcards_and_grants_what_the_extender_calls(kustomize, dir
     needed = {(r, v) for r in ("nodes", "pods", "namespaces") for v in ("list", "watch")} | {("events", "create")}
     assert needed <= granted
     assert (("pods/binding", "create") in granted) == (directory == BASE)
+    # ConfigMap workload mixes: read in gpufleet-system by a Role, never cluster-wide
+    mix_reads = [(role["kind"], role["metadata"].get("namespace")) for role in of_kind(docs, "ClusterRole")
+                 + of_kind(docs, "Role") for rule in role["rules"] if "configmaps" in rule["resources"]]
+    assert mix_reads == [("Role", "gpufleet-system")]
+    assert {("configmaps", v) for v in ("get", "list", "watch")} <= granted
     bindings = of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
     assert all(b["roleRef"]["name"] != "cluster-admin" for b in bindings)
 

@@ -135,7 +135,8 @@ def test_a_changed_policy_applies_within_5_s_and_a_stalled_one_keeps_the_last_go
             "namespace": namespace, "name": "mix", "key": "pods.csv"}}}
         kubectl_run(kubectl, local_cluster, "apply", "-f", "-", stdin=policy(name, namespace, broken))
         third = wait_status(kubectl, local_cluster, name, 3, timeout_s=30)
-        assert conditions(third) == {"Ready": ("False", "Unsupported"), "Stalled": ("True", "Unsupported")}
+        assert conditions(third) == {"Ready": ("False", "WorkloadMixUnavailable"),
+                                    "Stalled": ("True", "WorkloadMixUnavailable")}
         assert "generation 2 (policy spread) keeps running" in third["status"]["conditions"][0]["message"]
         loader.create(namespace, [gpu_pod("still-spread", 1)])
         assert node_of(loader, namespace, "still-spread") not in (anchor, spread_node)
@@ -201,3 +202,54 @@ def test_a_price_catalog_is_applied_by_the_running_extender(local_cluster, kubec
         assert "1 instance prices in effect" in message and "1 region-specific entries in effect" in message
     finally:
         objects.delete_cluster_custom_object("gpufleet.io", "v1alpha1", "pricecatalogs", name)
+
+
+def test_a_configmap_workload_mix_is_applied_and_an_edit_hot_reloads(local_cluster, kubectl, crds,
+                                                                      k8s_api_client, loader):
+    from kubernetes import client
+
+    namespace = f"mix-{uuid.uuid4().hex[:6]}"
+    name = namespace
+    header = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
+    loader.ensure_namespace(namespace)
+    core, objects = client.CoreV1Api(k8s_api_client), client.CustomObjectsApi(k8s_api_client)
+
+    def message_after(started: float, wanted: str, timeout_s: float = 30.0) -> tuple[str, float]:
+        while True:
+            obj = objects.get_cluster_custom_object("gpufleet.io", "v1alpha1", "placementpolicies", name)
+            found = [c["message"] for c in (obj.get("status") or {}).get("conditions") or []
+                     if c["type"] == "Ready" and wanted in c["message"]]
+            if found:
+                return found[0], time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise AssertionError(f"{wanted!r} not in the status after {timeout_s:.0f} s: {obj.get('status')}")
+            time.sleep(0.05)
+
+    try:
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "mix"}, "data": {
+            "pods.csv": header + "a,1000,1024,1,1000\n"}})
+        spec = {"policy": "fgd", "workloadMix": {"source": "ConfigMap", "configMap": {
+            "namespace": namespace, "name": "mix", "key": "pods.csv"}}}
+        kubectl_run(kubectl, local_cluster, "apply", "-f", "-", stdin=policy(name, namespace, spec))
+        message, _ = message_after(time.monotonic(), f"ConfigMap {namespace}/mix key pods.csv (1 shapes)", 60)
+        assert message.startswith("policy fgd in effect")
+
+        started = time.monotonic()
+        core.patch_namespaced_config_map("mix", namespace, {"data": {
+            "pods.csv": header + "a,1000,1024,1,1000\nb,1000,1024,2,1000\nc,1000,1024,2,1000\n"}})
+        _, latency = message_after(started, "(2 shapes)")
+        print(f"ConfigMap mix hot reload: in effect (status written) {latency:.2f} s after the edit")
+        assert latency <= 5.0, f"applied after {latency:.1f} s"
+
+        started = time.monotonic()
+        core.patch_namespaced_config_map("mix", namespace, {"data": {"pods.csv": header + "a,1,2,x,4\n"}})
+        message, _ = message_after(started, "column num_gpu")
+        assert f"ConfigMap {namespace}/mix key pods.csv" in message
+        assert "generation 1 (policy fgd) with its workload mix keeps running" in message
+        obj = objects.get_cluster_custom_object("gpufleet.io", "v1alpha1", "placementpolicies", name)
+        assert conditions(obj)["Stalled"] == ("True", "WorkloadMixUnavailable")
+        loader.create(namespace, [gpu_pod("placed", 1)])  # the last good mix keeps placing this policy's pods
+        node_of(loader, namespace, "placed")
+    finally:
+        kubectl_run(kubectl, local_cluster, "delete", "placementpolicy", name, "--ignore-not-found", check=False)
+        loader.delete_namespace(namespace)

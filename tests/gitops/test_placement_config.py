@@ -12,7 +12,7 @@ from gpufleet.scheduler.extender.pods import parse_pod
 from tests.extender import payloads as P
 from tests.extender.conftest import eight_gpu_nodes, make_rig
 
-#: A field this extender does not implement (Stalled as Unsupported).
+#: A ConfigMap mix this extender has not read (no such ConfigMap here: Stalled).
 CONFIG_MAP_MIX = {"source": "ConfigMap", "configMap": {"namespace": "a", "name": "mix", "key": "pods.csv"}}
 
 
@@ -85,7 +85,7 @@ def test_an_object_that_cannot_be_applied_is_stalled_and_the_last_good_generatio
         path, body = patcher.calls[-1]
         assert path == "/apis/gpufleet.io/v1alpha1/placementpolicies/ml/status"
         conditions = {c["type"]: c for c in body["status"]["conditions"]}
-        assert conditions["Stalled"]["reason"] == "Unsupported" and conditions["Ready"]["status"] == "False"
+        assert conditions["Stalled"]["reason"] == "WorkloadMixUnavailable" and conditions["Ready"]["status"] == "False"
         assert body["status"]["observedGeneration"] == 2
         assert "generation 1 (policy spread) keeps running" in conditions["Ready"]["message"]
         # the status write comes back as a MODIFIED event with the same generation: nothing is written again
