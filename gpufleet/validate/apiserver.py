@@ -184,15 +184,22 @@ class DryRunServer:
             return response.status, {"message": response.data.decode(errors="replace")}
 
     def install_crds(self, crds: Iterable[dict[str, Any]]) -> list[tuple[str, Verdict]]:
-        """Create the CRDs (for real) and wait until each is Established; returns the refused ones."""
+        """Create the CRDs (for real) and wait until each is Established and listed in discovery (the
+        discovery document is updated asynchronously after Established); returns the refused ones."""
         refused = []
         names = []
+        served: dict[str, set[str]] = {}  # group/version -> plurals it must list
         for crd in crds:
             status, body = self._request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
                                          "?fieldValidation=Strict", json.dumps(crd).encode())
             name = (crd.get("metadata") or {}).get("name", "?")
             if status in (200, 201):
                 names.append(name)
+                spec = crd.get("spec") or {}
+                for version in spec.get("versions") or []:
+                    if version.get("served"):
+                        served.setdefault(f"{spec.get('group')}/{version.get('name')}", set()).add(
+                            (spec.get("names") or {}).get("plural", ""))
             elif status == 409:
                 continue
             else:
@@ -206,6 +213,16 @@ class DryRunServer:
                     break
                 if time.monotonic() > deadline:
                     raise ServerError(f"CRD {name} was not Established within {self._timeout_s:.0f} s")
+                time.sleep(0.05)
+        for group_version, plurals in served.items():
+            while True:
+                status, body = self._request("GET", f"/apis/{group_version}")
+                listed = {item.get("name") for item in body.get("resources") or []} if status == 200 else set()
+                if plurals <= listed:
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{group_version} did not list {', '.join(sorted(plurals - listed))} in "
+                                      f"discovery within {self._timeout_s:.0f} s")
                 time.sleep(0.05)
         self._resources.clear()
         self._discovered.clear()

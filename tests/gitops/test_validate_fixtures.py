@@ -118,3 +118,18 @@ def test_unreadable_yaml_exits_2_naming_file_and_line(tmp_path, content):
 def test_a_missing_path_exits_2(tmp_path):
     done = _gpufleet(str(tmp_path / "nope"))
     assert done.returncode == 2 and "no such file or folder" in done.stderr
+
+
+def test_installed_crds_are_resolvable_as_soon_as_install_returns(cluster_binaries):
+    """Established comes before the group's discovery document lists the kind; install_crds waits for
+    both, so the first lookup of each gpufleet kind finds it (it once missed GpuBudget under load)."""
+    from gpufleet.core.config import crd
+    from gpufleet.validate.apiserver import DryRunServer
+
+    with DryRunServer() as server:
+        assert server.install_crds(crd.crd(kind) for kind in crd.KINDS) == []
+        for kind in crd.KINDS:
+            spec = crd.crd(kind)["spec"]
+            version = next(v["name"] for v in spec["versions"] if v.get("served"))
+            found = server.resource(f"{spec['group']}/{version}", spec["names"]["kind"])
+            assert found is not None and found.plural == spec["names"]["plural"]
