@@ -33,6 +33,8 @@ def namespace(k8s_api_client):
     _wait(lambda: _has_default_service_account(core, name))
     yield name
     core.delete_namespace(name)
+    # Other modules share this cluster and its nodes: leave them none of this test's pods.
+    _wait(lambda: not core.list_namespaced_pod(name).items, timeout=60.0)
 
 
 def _has_default_service_account(core, namespace: str) -> bool:
