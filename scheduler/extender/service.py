@@ -39,8 +39,6 @@ from gpufleet.scheduler.extender.wire import (
 )
 from gpufleet.scheduler.model import GPU_MILLI, PodRequest
 from gpufleet.scheduler.policies.base import choose_gpus
-from gpufleet.scheduler.policies.cost import CostOptions
-from gpufleet.scheduler.workload import WorkloadMix
 
 log = logging.getLogger(__name__)
 
@@ -74,29 +72,25 @@ class Extender:
     def ready(self) -> bool:
         return self.standalone or self.state.synced
 
-    def _placement_policy(self, pod: PodInfo) -> AppliedPolicy | None:
-        """The PlacementPolicy placing ``pod`` (see placementconfig), or None (none, or its annotation)."""
-        if self.placements is None or pod.placement:
-            return None
-        return self.placements.for_pod(pod.namespace, pod.labels)
-
-    def policy_of(self, pod: PodInfo) -> str:
-        """The pod's annotation, else the PlacementPolicy selecting it (by pod labels, then namespace-wide),
-        else the namespace's annotation, else off."""
-        applied = self._placement_policy(pod)
+    def placing(self, pod: PodInfo) -> tuple[str, AppliedPolicy | None]:
+        """The pod's policy and the PlacementPolicy that sets it, if one does. The policy is the pod's
+        annotation, else the PlacementPolicy selecting it (by pod labels, then namespace-wide), else the
+        namespace's annotation, else off."""
+        applied = None if self.placements is None or pod.placement else \
+            self.placements.for_pod(pod.namespace, pod.labels)
         policy = pod.placement or (applied.policy if applied else None) \
             or self.state.namespace_placement(pod.namespace) or OFF
-        return policy if policy in SCORED_POLICIES else OFF
+        return (policy if policy in SCORED_POLICIES else OFF), applied
 
-    def _cost_options(self, pod: PodInfo) -> CostOptions | None:
-        """The weights of the PlacementPolicy placing ``pod`` (None: the flags')."""
-        applied = self._placement_policy(pod)
-        return applied.cost_options() if applied else None
+    def policy_of(self, pod: PodInfo) -> str:
+        return self.placing(pod)[0]
 
-    def _mix(self, pod: PodInfo) -> WorkloadMix | None:
-        """The workload mix of the PlacementPolicy placing ``pod`` (its ConfigMap's; None: the scorer's)."""
-        applied = self._placement_policy(pod)
-        return applied.mix if applied else None
+    def _rank(self, pod: PodInfo, policy: str, applied: AppliedPolicy | None, names: Sequence[str]) -> Ranking:
+        """The scorer's ranking with the PlacementPolicy's weights and workload mix (None: the flags'
+        weights, the scorer's own mix)."""
+        return self.scorer.rank(self.state, pod, policy, names,
+                                cost_options=applied.cost_options() if applied else None,
+                                mix=applied.mix if applied else None)
 
     def _scorable(self, args: SchedulingArgs) -> bool:
         if self.standalone:
@@ -140,14 +134,14 @@ class Extender:
             if posted is not None:  # a retry after our Binding went through: only its node will do
                 failed = {n: f"gpufleet: the pod is being bound to {posted.node}" for n in names if n != posted.node}
                 return encode_filter_result([n for n in names if n == posted.node], failed, {}, args.nodes)
-            policy = self.policy_of(pod)
+            policy, applied = self.placing(pod)
             failed, unresolvable = self._filter_reasons(pod, names, opted_in=policy != OFF)
             passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
             if len(passed) == 1:
-                self._assume_sole_node(pod, policy, passed[0])
+                self._assume_sole_node(pod, policy, applied, passed[0])
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
 
-    def _assume_sole_node(self, pod: PodInfo, policy: str, node: str) -> None:
+    def _assume_sole_node(self, pod: PodInfo, policy: str, applied: AppliedPolicy | None, node: str) -> None:
         """kube-scheduler skips prioritize when one node is feasible and binds there asynchronously,
         while it already filters the next pod: charge the pod now, or that pod sees the GPUs free."""
         cluster = self.state.cluster
@@ -156,8 +150,7 @@ class Extender:
             return
         gpus: tuple[int, ...] = ()
         if policy != OFF:
-            ranking = self.scorer.rank(self.state, pod, policy, [node], cost_options=self._cost_options(pod),
-                                       mix=self._mix(pod))
+            ranking = self._rank(pod, policy, applied, [node])
             gpus = ranking.best_gpus if ranking.best == 0 else ()
         gpus = gpus or choose_gpus(cluster, row, pod.request)
         if gpus:
@@ -213,7 +206,7 @@ class Extender:
         ranking: Ranking
         with self.state.lock:
             self._ingest(args)
-            policy = self.policy_of(pod)
+            policy, applied = self.placing(pod)
             if policy == OFF or not self._scorable(args):
                 ranking = neutral(len(names))
             else:
@@ -225,8 +218,7 @@ class Extender:
                 if posted is not None:  # its Binding already went through: keep it where it is bound
                     ranking = _keep(policy, names, posted)
                 else:
-                    ranking = self.scorer.rank(self.state, pod, policy, names,
-                                               cost_options=self._cost_options(pod), mix=self._mix(pod))
+                    ranking = self._rank(pod, policy, applied, names)
                 if ranking.best >= 0 and pod.uid and pod.request is not None and posted is None:
                     self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
                                       self.state.config.assume_ttl_s)

@@ -166,9 +166,9 @@ def test_the_extender_places_by_annotation_then_pod_selector_policy_then_namespa
     extender.placements = policies
     batch = pod_labelled({"app": "batch"})
     assert extender.policy_of(batch) == "cost"
-    assert extender._cost_options(batch).fragmentation_weight == 3
+    assert extender.placing(batch)[1].cost_options().fragmentation_weight == 3
     assert extender.policy_of(pod_labelled({"app": "serve"})) == "binpack"
-    assert extender._cost_options(pod_labelled({"app": "serve"})).fragmentation_weight != 3
+    assert extender.placing(pod_labelled({"app": "serve"}))[1].cost_options().fragmentation_weight != 3
     assert extender.policy_of(pod_labelled({"app": "batch"}, annotations={"gpufleet.io/placement": "spread"})) \
         == "spread"
     policies.apply("DELETED", obj("wide", 1, team("ml")))
