@@ -127,10 +127,12 @@ def mean(samples, name: str, **match: str) -> float:
     return samples.total(f"{name}_sum", **match) / count if count else math.nan
 
 
-def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str = "shared") -> Result:
+def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str = "shared",
+            feature_gates: str = "") -> Result:
     with_extender = mode == "with"
     options = ClusterOptions(state_dir=state_root / f"{layout}-{mode}", profile="uniform", nodes=nodes,
-                             gpus_per_node=8, start_extender=with_extender, timeout_s=600)
+                             gpus_per_node=8, start_extender=with_extender, timeout_s=600,
+                             scheduler_feature_gates=feature_gates)
     cluster = LocalCluster(options, progress=lambda line: None)
     say(f"[{layout}, {mode} extender] cluster up: {nodes} nodes x 8 GPUs")
     everywhere = os.sched_getaffinity(0)
@@ -262,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run against this existing cluster (own namespace and fake nodes only)")
     parser.add_argument("--scheduler-name", default="gpufleet-scheduler",
                         help="schedulerName of the pods (default gpufleet-scheduler)")
+    parser.add_argument("--scheduler-feature-gates", default="",
+                        help="kube-scheduler's --feature-gates in both runs, e.g. OpportunisticBatching=false "
+                             "(any extender turns that batching off, so without it the runs compare the "
+                             "extender's own cost)")
     args = parser.parse_args(argv)
     if args.kubeconfig is not None:
         return existing(args)
@@ -284,13 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[Result]] = {"without": [], "with": []}
         for _ in range(args.repeat):
             for mode in ("without", "with"):
-                runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say, layout))
+                runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say, layout,
+                                          args.scheduler_feature_gates))
         everything += runs["without"] + runs["with"]
         without = _median(runs["without"])
         with_ = _median(runs["with"])
         ratio = statistics.median(r.pods_per_s for r in runs["with"]) / statistics.median(
             r.pods_per_s for r in runs["without"])
-        print(f"\n== {layout} cores: {nodes} nodes x 8 GPUs, {args.pods:,} one-GPU pods (median of {args.repeat}) ==")
+        gates = f", kube-scheduler --feature-gates={args.scheduler_feature_gates}" if args.scheduler_feature_gates else ""
+        print(f"\n== {layout} cores: {nodes} nodes x 8 GPUs, {args.pods:,} one-GPU pods (median of {args.repeat})"
+              f"{gates} ==")
         print(table(without, with_))
         print("pods/s per run: without " + ", ".join(f"{r.pods_per_s:.1f}" for r in runs["without"])
               + "; with " + ", ".join(f"{r.pods_per_s:.1f}" for r in runs["with"]))
@@ -303,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extender CPU per pod (median): {cpu:.2f} ms (target <= {TARGET_EXTENDER_CPU_MS} ms: "
               f"{'met' if cpu <= TARGET_EXTENDER_CPU_MS else 'NOT met'}); binds over {BIND_TIMEOUT_S:g} s: {late} "
               f"(target 0: {'met' if late == 0 else 'NOT met'})")
-        summary.append({"layout": layout, "nodes": nodes, "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
+        summary.append({"layout": layout, "scheduler_feature_gates": args.scheduler_feature_gates, "nodes": nodes,
+                        "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
                         "extender_cpu_ms_per_pod": cpu, "binds_over_timeout": late,
                         "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
                         "with_pods_per_s": [r.pods_per_s for r in runs["with"]]})

@@ -84,6 +84,8 @@ class ClusterOptions:
     extender_args: tuple[str, ...] = ()
     #: (client certificate, key, CA) kube-scheduler presents to an https extender (its tlsConfig).
     extender_tls: tuple[str, str, str] | None = None
+    #: kube-scheduler's --feature-gates (e.g. "OpportunisticBatching=false"); "": its defaults.
+    scheduler_feature_gates: str = ""
     #: Folder with the binaries (default: the build.sh cache for the pinned versions).
     bin_dir: Path | None = None
     #: The openb node list (default: bench/data/alibaba-gpu-v2023/ in the checkout).
@@ -228,7 +230,8 @@ class LocalCluster:
 
         processes.start(components.kube_controller_manager(binaries, paths, ports, pki))
         processes.start(components.kube_scheduler(binaries, paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE,
-                                                  extender_url, options.extender_tls))
+                                                  extender_url, options.extender_tls,
+                                                  options.scheduler_feature_gates))
         processes.start(components.kwok(binaries, paths, ports, repo_root / KWOK_CONFIG))
         insecure = readiness.insecure_ssl_context()
         for name, port in (("kube-controller-manager", ports.controller_manager),
@@ -362,7 +365,7 @@ class LocalCluster:
             "kube-controller-manager": lambda: components.kube_controller_manager(binaries, self.paths, ports, pki),
             "kube-scheduler": lambda: components.kube_scheduler(
                 binaries, self.paths, ports, repo_root / SCHEDULER_CONFIG_TEMPLATE, info.extender_url,
-                self.options.extender_tls),
+                self.options.extender_tls, self.options.scheduler_feature_gates),
             "kwok": lambda: components.kwok(binaries, self.paths, ports, repo_root / KWOK_CONFIG),
             extender.NAME: lambda: extender.extender_process(info.ports["extender"], self.paths.admin_kubeconfig,
                                                              info.extender_args),

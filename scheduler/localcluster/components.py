@@ -196,7 +196,8 @@ def scheduler_config(template: Path, kubeconfig: Path, extender_url: str | None,
 
 
 def kube_scheduler(binaries: Binaries, paths: Paths, ports: Ports, template: Path,
-                   extender_url: str | None, extender_tls: tuple[str, str, str] | None = None) -> ProcessSpec:
+                   extender_url: str | None, extender_tls: tuple[str, str, str] | None = None,
+                   feature_gates: str = "") -> ProcessSpec:
     config = scheduler_config(template, paths.scheduler_kubeconfig, extender_url, extender_tls)
     paths.scheduler_config.write_text(yaml.safe_dump(config, sort_keys=False))
     kubeconfig = str(paths.scheduler_kubeconfig)
@@ -209,6 +210,7 @@ def kube_scheduler(binaries: Binaries, paths: Paths, ports: Ports, template: Pat
         f"--secure-port={ports.scheduler}",
         # /metrics without credentials, for the throughput benchmark (loopback only).
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+        *([f"--feature-gates={feature_gates}"] if feature_gates else []),
     ])
 
 

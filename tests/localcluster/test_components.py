@@ -70,3 +70,13 @@ def test_every_component_listens_on_loopback_only(tmp_path):
                 assert word not in arg, (spec.name, arg)
             if "url" in arg or "address" in arg:
                 assert "127.0.0.1" in arg, (spec.name, arg)
+
+
+def test_kube_scheduler_gets_feature_gates_only_when_asked(tmp_path):
+    binaries = Binaries(*(tmp_path / n for n in ("etcd", "a", "c", "s", "kwok")))
+    paths = components.Paths(tmp_path)
+    ports = components.Ports(1, 2, 3, 4, 5, 6)
+    plain = components.kube_scheduler(binaries, paths, ports, TEMPLATE, None)
+    assert not [a for a in plain.argv if a.startswith("--feature-gates")]
+    gated = components.kube_scheduler(binaries, paths, ports, TEMPLATE, None, feature_gates="OpportunisticBatching=false")
+    assert "--feature-gates=OpportunisticBatching=false" in gated.argv
