@@ -3,8 +3,9 @@
 The key holds a pod list CSV, the format of ``gpufleet extender --workload-mix`` (read by the same
 reader, :func:`gpufleet.scheduler.trace.read_pods`). The ConfigMaps of a namespace are watched from
 the first time a policy refers to one there (one informer per namespace, so the extender needs only
-a namespaced Role there, see deploy/base/rbac.yaml); every change calls ``on_change(namespace)``, so
-the policies referring to it are evaluated again at once.
+a namespaced Role there, see deploy/base/rbac.yaml) until no policy refers to one there any more
+(``retain``); every change calls ``on_change(namespace)``, so the policies referring to it are
+evaluated again at once.
 """
 
 from __future__ import annotations
@@ -95,6 +96,24 @@ class ConfigMapMixes:
             self._informers[namespace] = informer
         log.info("watching ConfigMaps in namespace %s for workload mixes", namespace)
         informer.start()
+
+    @property
+    def watched(self) -> set[str]:
+        """The namespaces whose ConfigMaps are watched now."""
+        with self._lock:
+            return set(self._informers)
+
+    def retain(self, namespaces: set[str]) -> None:
+        """Stop watching (and forget) the namespaces not in ``namespaces``: no policy refers there now."""
+        with self._lock:
+            gone = [(ns, self._informers.pop(ns)) for ns in set(self._informers) - namespaces]
+            for namespace, _ in gone:
+                self._data.pop(namespace, None)
+                self._parsed = {k: v for k, v in self._parsed.items() if k[0] != namespace}
+        for namespace, informer in gone:
+            informer.stop()
+            log.info("stopped watching ConfigMaps in namespace %s: no PlacementPolicy refers to one there",
+                     namespace)
 
     def stop(self) -> None:
         with self._lock:

@@ -129,6 +129,7 @@ class PlacementPolicies:
                 self._verdicts.pop(gone, None)
         for obj in objects:
             self.apply("ADDED", obj)
+        self._retain_mix_namespaces()
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -140,6 +141,7 @@ class PlacementPolicies:
                 self._objects.pop(name, None)
                 self._verdicts.pop(name, None)
             log.info("placementpolicy=%s deleted", name)
+            self._retain_mix_namespaces()
             return
         generation = int(meta.get("generation") or 0)
         with self._lock:
@@ -147,6 +149,13 @@ class PlacementPolicies:
                 return  # a status write or a re-list: nothing new to apply
             self._seen[name] = (generation, obj.get("spec"))
         self._evaluate(name, obj, always=True)
+        self._retain_mix_namespaces()
+
+    def _retain_mix_namespaces(self) -> None:
+        """Watch ConfigMaps only in the namespaces the policies' mixes are in now."""
+        with self._lock:
+            referred = {_mix_namespace(o) for o in self._objects.values()}
+        self.mixes.retain({ns for ns in referred if ns is not None})
 
     def _configmaps_changed(self, namespace: str) -> None:
         """Evaluate again the policies whose mix is in a ConfigMap of ``namespace``."""

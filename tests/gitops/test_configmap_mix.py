@@ -6,6 +6,8 @@ those) are scored against that mix."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -112,6 +114,43 @@ def test_a_configmap_that_is_not_read_yet_stalls_naming_the_rbac_it_needs():
     assert "get/list/watch on configmaps in namespace mixes" in policies._verdicts["ml"].message
     policies.mixes.sink("mixes").replace([configmap({"pods.csv": SINGLES})])  # the first list arrives
     assert policies.for_namespace("a").mix == parse_mix("x", SINGLES)
+
+
+class QuietConfigMaps:
+    """A ListWatch whose ConfigMap lists are empty and whose watches stay open (until a timeout)."""
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+
+    def list(self, resource: str):
+        self.listed.append(resource)
+        return [], "1"
+
+    def watch(self, resource: str, resource_version: str, timeout_s: int):
+        threading.Event().wait(0.05)
+        return iter(())
+
+
+def test_configmaps_are_watched_only_where_a_policy_refers_to_one():
+    api = QuietConfigMaps()
+    policies = PlacementPolicies(api=api)
+    try:
+        policies.apply("ADDED", mix_policy(1))
+        assert policies.mixes.watched == {"mixes"}
+        policies.apply("MODIFIED", mix_policy(2, {**REF, "namespace": "other"}))  # the mix moved
+        assert policies.mixes.watched == {"other"}
+        policies.apply("DELETED", mix_policy(2))
+        assert policies.mixes.watched == set()
+        policies.apply("ADDED", mix_policy(3))  # referred to again: watched again
+        assert policies.mixes.watched == {"mixes"}
+        policies.replace([])  # a re-list without it
+        assert policies.mixes.watched == set()
+        deadline = time.monotonic() + 10
+        while "/api/v1/namespaces/other/configmaps" not in api.listed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "/api/v1/namespaces/other/configmaps" in api.listed  # it was watched for a while
+    finally:
+        policies.stop()
 
 
 def two_nodes():
