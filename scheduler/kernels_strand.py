@@ -6,8 +6,9 @@ Three per-node measures, all in milli-GPU, so they add up (see docs/designs/012-
 - V_n, the look-ahead: the GPU capacity expected to stay free on the node for good if pods keep arriving
   from the mix and the first one that fits a GPU takes it (``waste_tables`` holds that value per GPU
   model, per "which tasks still fit the node's free CPU", per free milli of one GPU);
-- S_n, stranded GPU: idle GPU milli the node's free CPU cannot feed at the mix's CPU per GPU-milli
-  (``rho``), ``max(0, idle - cpu_free / rho)``. A fall of S counts only at weight ``relief`` (0..1): at
+- S_n, stranded GPU: idle GPU milli the node's free CPU or free memory cannot feed at the mix's CPU
+  (``rho``) and memory (``sigma``) per GPU-milli, ``max(0, idle - min(cpu_free / rho, mem_free / sigma))``;
+  a ratio <= 0 drops its resource from the min (both: S = 0). A fall of S counts only at weight ``relief`` (0..1): at
   full weight a CPU-light pod is drawn to every node below the mix's CPU ratio, empty ones included,
   and breaks up the whole nodes multi-GPU pods need;
 - R, model reserve: a pod taking GPU milli on a node of model m displaces ``reserve[m + 1]`` milli of
@@ -93,25 +94,31 @@ def _node_waste(waste, cpu_levels, g, cpu_free, model):
 
 
 @njit(cache=True, nogil=True)
-def _stranded(g, cpu_free, rho):
-    if rho <= 0.0:
+def _stranded(g, cpu_free, mem_free, rho, sigma):
+    if rho <= 0.0 and sigma <= 0.0:
         return 0.0
     idle = 0
     for i in range(g.shape[0]):
         idle += g[i]
-    s = idle - cpu_free / rho
+    if rho > 0.0:
+        fed = cpu_free / rho
+        if sigma > 0.0:
+            fed = min(fed, mem_free / sigma)
+    else:
+        fed = mem_free / sigma
+    s = idle - fed
     return s if s > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
-def _delta(hyp, cpu_after, model, before_frag, before_waste, before_strand, mix_cpu, mix_milli, mix_num,
-           mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead, stranding, rho, relief):
+def _delta(hyp, cpu_after, mem_after, model, before_frag, before_waste, before_strand, mix_cpu, mix_milli, mix_num,
+           mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead, stranding, rho, sigma, relief):
     d = _node_frag(hyp, cpu_after, model, mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level,
                    scratch) - before_frag
     if lookahead != 0.0:
         d += lookahead * (_node_waste(waste, cpu_levels, hyp, cpu_after, model) - before_waste)
     if stranding != 0.0:
-        grown = _stranded(hyp, cpu_after, rho) - before_strand
+        grown = _stranded(hyp, cpu_after, mem_after, rho, sigma) - before_strand
         d += stranding * (grown if grown > 0.0 else relief * grown)
     return d
 
@@ -123,9 +130,9 @@ def _score(delta):
 
 
 @njit(cache=True, nogil=True)
-def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli,
+def _strand_scores(gpu_free, cpu_free, mem_free, model, feasible, frag_before, cpu, mem, num, milli,
                    mix_cpu, mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch,
-                   waste, cpu_levels, lookahead, stranding, rho, relief, reserve, out_score, out_gpu):
+                   waste, cpu_levels, lookahead, stranding, rho, sigma, relief, reserve, out_score, out_gpu):
     width = gpu_free.shape[1]
     hyp = np.empty(width, dtype=gpu_free.dtype)
     share = num == 1 and milli < 1000
@@ -136,8 +143,9 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
             continue
         g = gpu_free[n]
         cpu_after = cpu_free[n] - cpu
+        mem_after = mem_free[n] - mem
         bw = _node_waste(waste, cpu_levels, g, cpu_free[n], model[n]) if lookahead != 0.0 else 0.0
-        bs = _stranded(g, cpu_free[n], rho) if stranding != 0.0 else 0.0
+        bs = _stranded(g, cpu_free[n], mem_free[n], rho, sigma) if stranding != 0.0 else 0.0
         displaced = reserve[model[n] + 1] * num * milli
         for j in range(width):
             hyp[j] = g[j]
@@ -154,9 +162,9 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                 if seen:
                     continue
                 hyp[i] -= milli
-                s = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli, mix_num,
-                                  mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead,
-                                  stranding, rho, relief) + displaced)
+                s = _score(_delta(hyp, cpu_after, mem_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli,
+                                  mix_num, mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels, lookahead,
+                                  stranding, rho, sigma, relief) + displaced)
                 hyp[i] += milli
                 if s > best:
                     best = s
@@ -169,9 +177,9 @@ def _strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, m
                     if hyp[j] >= milli and (pick < 0 or hyp[j] < hyp[pick]):
                         pick = j
                 hyp[pick] -= milli
-            out_score[n] = _score(_delta(hyp, cpu_after, model[n], frag_before[n], bw, bs, mix_cpu, mix_milli,
-                                         mix_num, mix_mask, mix_prob, levels, level, scratch, waste, cpu_levels,
-                                         lookahead, stranding, rho, relief) + displaced)
+            out_score[n] = _score(_delta(hyp, cpu_after, mem_after, model[n], frag_before[n], bw, bs, mix_cpu,
+                                         mix_milli, mix_num, mix_mask, mix_prob, levels, level, scratch, waste,
+                                         cpu_levels, lookahead, stranding, rho, sigma, relief) + displaced)
 
 
 def node_waste(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, tables: WasteTables) -> np.ndarray:
@@ -183,21 +191,36 @@ def node_waste(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, ta
                      for n in range(gpu_free.shape[0])], dtype=np.float64)
 
 
-def stranded(gpu_free: np.ndarray, cpu_free: np.ndarray, rho: float) -> np.ndarray:
-    """S_n for every node: idle milli-GPU beyond what its free CPU feeds at ``rho`` CPU milli per GPU milli."""
+def stranded(gpu_free: np.ndarray, cpu_free: np.ndarray, rho: float, memory_free: np.ndarray | None = None,
+             sigma: float = 0.0) -> np.ndarray:
+    """S_n for every node: idle milli-GPU beyond what its free CPU feeds at ``rho`` CPU milli per GPU milli
+    and its free memory at ``sigma`` MiB per GPU milli (``memory_free`` None: no memory term)."""
     _check(gpu_free, cpu_free)
-    return np.array([_stranded(gpu_free[n], np.int64(cpu_free[n]), float(rho)) for n in range(gpu_free.shape[0])],
-                    dtype=np.float64)
+    mem, sigma = _memory(memory_free, gpu_free.shape[0], sigma)
+    return np.array([_stranded(gpu_free[n], np.int64(cpu_free[n]), mem[n], float(rho), sigma)
+                     for n in range(gpu_free.shape[0])], dtype=np.float64)
+
+
+def _memory(memory_free: np.ndarray | None, n: int, sigma: float) -> tuple[np.ndarray, float]:
+    """Free memory as int64[N] and sigma; without memory rows, zeros and sigma 0 (the term off)."""
+    if memory_free is None:
+        return np.zeros(n, dtype=np.int64), 0.0
+    memory_free = np.asarray(memory_free)
+    if memory_free.shape != (n,):
+        raise ValueError(f"memory_free needs one value per node ({n}), got shape {memory_free.shape}")
+    return memory_free.astype(np.int64, copy=False), float(sigma)
 
 
 def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, feasible: np.ndarray,
                   frag_before: np.ndarray, cpu: int, num: int, milli: int, mix: MixArrays, tables: WasteTables,
                   lookahead: float, stranding: float, rho: float, relief: float = 1.0,
-                  reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  reserve: np.ndarray | None = None, memory_free: np.ndarray | None = None, mem: int = 0,
+                  sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Score of placing the pod on each node: (score float64[N], share GPU int32[N]).
 
     delta = dF + lookahead * dV + stranding * dS + reserve[model + 1] * (the pod's GPU milli), a
-    negative dS weighted by ``relief``; ``reserve`` is float64[models + 1] (None: zeros);
+    negative dS weighted by ``relief``; ``reserve`` is float64[models + 1] (None: zeros); S counts the
+    nodes' ``memory_free`` (MiB) at ``sigma`` MiB per GPU milli after the pod's ``mem`` (None: CPU only);
     score = int(sigmoid(-delta / 1000) * 100), -1 where infeasible. A GPU-sharing pod tries every GPU with room; the first with the best score wins.
     """
     _check(gpu_free, cpu_free, model, feasible, frag_before)
@@ -206,10 +229,11 @@ def strand_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray,
     reserve = np.zeros(width) if reserve is None else np.asarray(reserve, dtype=np.float64)
     if reserve.ndim != 1 or reserve.shape[0] < width:
         raise ValueError(f"reserve needs one weight per GPU model plus one (>= {width}), got shape {reserve.shape}")
+    memory, sigma = _memory(memory_free, n, sigma)
     score = np.empty(n, dtype=np.float64)
     gpu = np.empty(n, dtype=np.int32)
-    _strand_scores(gpu_free, cpu_free.astype(np.int64, copy=False), model.astype(np.int32, copy=False), feasible,
-                   frag_before, np.int64(cpu), np.int32(num), np.int32(milli), *mix, _scratch(gpu_free, mix),
-                   tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho), float(relief), reserve,
-                   score, gpu)
+    _strand_scores(gpu_free, cpu_free.astype(np.int64, copy=False), memory, model.astype(np.int32, copy=False),
+                   feasible, frag_before, np.int64(cpu), np.int64(mem), np.int32(num), np.int32(milli), *mix,
+                   _scratch(gpu_free, mix), tables.waste, tables.cpu, float(lookahead), float(stranding), float(rho),
+                   sigma, float(relief), reserve, score, gpu)
     return score, gpu

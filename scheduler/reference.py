@@ -120,26 +120,35 @@ def node_waste(gpus: Sequence[int], cpu_free: int, model: int, mix: MixArrays) -
     return total
 
 
-def stranded(gpus: Sequence[int], cpu_free: int, rho: float) -> float:
-    if rho <= 0.0:
+def stranded(gpus: Sequence[int], cpu_free: int, rho: float, mem_free: int = 0, sigma: float = 0.0) -> float:
+    """Idle GPU milli beyond what the free CPU feeds at ``rho`` and the free memory at ``sigma`` per GPU
+    milli; a ratio <= 0 leaves its resource out (both: 0)."""
+    fed = [free / ratio for free, ratio in ((cpu_free, rho), (mem_free, sigma)) if ratio > 0.0]
+    if not fed:
         return 0.0
-    return max(0.0, sum(gpus) - cpu_free / rho)
+    return max(0.0, sum(gpus) - min(fed))
 
 
 def strand_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli, mix: MixArrays,
                   lookahead: float, stranding: float, rho: float, relief: float = 1.0,
-                  reserve: Sequence[float] | None = None) -> tuple[list[float], list[int]]:
+                  reserve: Sequence[float] | None = None, memory_free=None, mem: int = 0,
+                  sigma: float = 0.0) -> tuple[list[float], list[int]]:
     """score = int(sigmoid(-delta / 1000) * 100), delta = dF + lookahead * dV + stranding * dS
-    + reserve[model + 1] * num * milli, where a fall of S (dS < 0) counts at weight ``relief``."""
+    + reserve[model + 1] * num * milli, where a fall of S (dS < 0) counts at weight ``relief``; S counts
+    ``memory_free`` at ``sigma`` after the pod's ``mem`` (None: CPU only)."""
+    if memory_free is None:
+        memory_free, sigma = [0] * len(cpu_free), 0.0
 
     def delta(before: list[int], after: list[int], n: int) -> float:
         cpu_after = int(cpu_free[n]) - cpu
+        mem_before = int(memory_free[n])
         d = node_frag(after, cpu_after, int(model[n]), mix) - float(frag_before[n])
         if lookahead != 0.0:
             d += lookahead * (node_waste(after, cpu_after, int(model[n]), mix)
                               - node_waste(before, int(cpu_free[n]), int(model[n]), mix))
         if stranding != 0.0:
-            grown = stranded(after, cpu_after, rho) - stranded(before, int(cpu_free[n]), rho)
+            grown = (stranded(after, cpu_after, rho, mem_before - mem, sigma)
+                     - stranded(before, int(cpu_free[n]), rho, mem_before, sigma))
             d += stranding * (grown if grown > 0.0 else relief * grown)
         if reserve is not None:
             d += reserve[int(model[n]) + 1] * num * milli

@@ -1,9 +1,10 @@
 """The expected mix of future requests ("typical pods") that fragmentation is measured against.
 
 Built the way the FGD paper builds it (reference: ``GetTypicalPods``): count pods by request shape
-(CPU, per-GPU milli, GPU count, GPU model allow-list; memory is ignored), sort by count descending,
-keep the most frequent shapes until their cumulative share reaches the popularity threshold (95%), and
-renormalise their shares to sum to one. No I/O here.
+(CPU, per-GPU milli, GPU count, GPU model allow-list; memory does not split shapes), sort by count
+descending, keep the most frequent shapes until their cumulative share reaches the popularity threshold
+(95%), and renormalise their shares to sum to one. Each kept shape also carries the mean memory of its
+pods (``WorkloadMix.memory``; only fgd-strand reads it). No I/O here.
 """
 
 from __future__ import annotations
@@ -41,19 +42,28 @@ class MixArrays(NamedTuple):
 
 @dataclass(frozen=True)
 class WorkloadMix:
-    """Request shapes and their probabilities (summing to 1)."""
+    """Request shapes and their probabilities (summing to 1). ``memory``: the mean memory (MiB) of each
+    shape's pods, or None where the mix carries no memory (a hand-written or default mix)."""
 
     shapes: tuple[PodShape, ...]
     probs: tuple[float, ...]
+    memory: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None and len(self.memory) != len(self.shapes):
+            raise ValueError(f"memory needs one value per shape ({len(self.shapes)}), got {len(self.memory)}")
 
     @classmethod
     def from_pods(cls, pods: Iterable[PodRequest], popularity: float = DEFAULT_POPULARITY) -> WorkloadMix:
         """The typical pods of an observed or planned pod list (the paper's rule)."""
         if not 0 < popularity <= 1:
             raise ValueError(f"popularity must be in (0, 1], got {popularity}")
-        counts = Counter(
-            PodShape(p.cpu_milli, p.gpu_milli, p.num_gpu, tuple(sorted(p.gpu_models))) for p in pods
-        )
+        counts: Counter[PodShape] = Counter()
+        memory: Counter[PodShape] = Counter()
+        for p in pods:
+            shape = PodShape(p.cpu_milli, p.gpu_milli, p.num_gpu, tuple(sorted(p.gpu_models)))
+            counts[shape] += 1
+            memory[shape] += p.memory_mib
         if not counts:
             raise ValueError("cannot build a workload mix from no pods")
         total = sum(counts.values())
@@ -66,7 +76,14 @@ class WorkloadMix:
                 break
             kept.append((shape, count))
             cumulative += count
-        return cls(shapes=tuple(s for s, _ in kept), probs=tuple(c / cumulative for _, c in kept))
+        return cls(shapes=tuple(s for s, _ in kept), probs=tuple(c / cumulative for _, c in kept),
+                   memory=tuple(memory[s] / c for s, c in kept))
+
+    def head(self, count: int) -> WorkloadMix:
+        """The ``count`` first shapes (the most frequent, for a learnt mix), probabilities renormalised."""
+        total = sum(self.probs[:count])
+        return WorkloadMix(self.shapes[:count], tuple(p / total for p in self.probs[:count]),
+                           None if self.memory is None else self.memory[:count])
 
     @classmethod
     def uniform(cls, shapes: Iterable[PodShape]) -> WorkloadMix:

@@ -152,10 +152,7 @@ class Scorer:
         requests = [p.request for p in state.ledger if not p.assumed and p.request.num_gpu > 0]
         mix = DEFAULT_MIX
         if len(requests) >= self.config.mix_min_pods:
-            learnt = WorkloadMix.from_pods(requests)
-            keep = self.config.mix_max_shapes
-            total = sum(learnt.probs[:keep])
-            mix = WorkloadMix(learnt.shapes[:keep], tuple(p / total for p in learnt.probs[:keep]))
+            mix = WorkloadMix.from_pods(requests).head(self.config.mix_max_shapes)
         if mix != self._own.mix:
             self._own = CompiledMix(mix)
 
@@ -210,7 +207,7 @@ class Scorer:
             # A model-bound pod pays no model reserve (the extender keeps its models in model_rule).
             reserve = strand.reserve(cluster, request) if pod.model_rule.is_any else None
             raw, share = strand.raw_scores(gpu_free, cpu_free, model, ok, fgd.fragmentation(cluster)[r], request,
-                                           mix_arrays, tables, reserve)
+                                           mix_arrays, tables, reserve, cluster.memory_free[r])
         elif policy == COST:
             before = fgd.fragmentation(cluster)[r]
             _, share = kernels.fgd_scores(gpu_free, cpu_free, model, ok, before, request.cpu_milli,

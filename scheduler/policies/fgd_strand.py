@@ -3,12 +3,14 @@
 FGD (``fgd.py``) scores a placement by the growth of the node's expected fragment F_n(M) under the
 workload mix. Two blind spots cost GPUs on the openb traces once the cluster saturates:
 
-- **CPU stranding.** F_n counts a GPU as lost to a task only when the node's free CPU is below that one
-  task's request. A node can keep free GPUs and little CPU long before that test fires: every pod that
-  takes CPU faster than the mix does (CPU-only pods, CPU-heavy shares) pushes the node towards idle
-  GPUs no future pod can use. S_n = max(0, idle GPU milli - free CPU / rho), with rho the mix's CPU per
-  GPU-milli over *all* its pods (CPU-only pods included: they compete for the same CPU), is the idle
-  GPU the node's CPU cannot feed at the typical ratio.
+- **CPU and memory stranding.** F_n counts a GPU as lost to a task only when the node's free CPU is
+  below that one task's request (and ignores memory). A node can keep free GPUs and little CPU long
+  before that test fires: every pod that takes CPU faster than the mix does (CPU-only pods, CPU-heavy
+  shares) pushes the node towards idle GPUs no future pod can use. S_n = max(0, idle GPU milli -
+  min(free CPU / rho, free memory / sigma)), with rho and sigma the mix's CPU and memory per GPU-milli
+  over *all* its pods (CPU-only pods included: they compete for the same CPU and memory), is the idle
+  GPU the node's CPU or memory cannot feed at the typical ratio. A mix without memory gives sigma = 0,
+  which leaves memory out (as rho = 0 leaves CPU out).
 - **Look-ahead on shares.** F_n asks whether *one* next task fits; V_n asks what stays free for good
   if tasks keep arriving from the mix and the first that fits takes the GPU (a Bellman recursion per
   GPU, see ``kernels_strand.waste_tables``), so a 320m share goes where it completes a GPU.
@@ -57,6 +59,16 @@ def cpu_per_gpu_milli(mix: WorkloadMix) -> float:
     return cpu / gpu if gpu > 0 else 0.0
 
 
+def memory_per_gpu_milli(mix: WorkloadMix) -> float:
+    """sigma: the mix's expected memory MiB per expected GPU milli, over all its pods (0 if the mix carries
+    no memory or no GPU demand)."""
+    if mix.memory is None:
+        return 0.0
+    gpu = sum(p * s.num_gpu * s.gpu_milli for s, p in zip(mix.shapes, mix.probs))
+    mem = sum(p * m for m, p in zip(mix.memory, mix.probs))
+    return mem / gpu if gpu > 0 else 0.0
+
+
 def bound_demand(mix: MixArrays, models: int) -> np.ndarray:
     """float64[models]: the share of the mix's GPU demand bound to each GPU model (a task allowed on k of the
     cluster's models counts 1/k on each; tasks free to run anywhere count nowhere)."""
@@ -93,6 +105,7 @@ class StrandPolicy:
         self.mix = mix
         self.options = options
         self.rho = cpu_per_gpu_milli(mix)
+        self.sigma = memory_per_gpu_milli(mix)
         self._fgd = FGDPolicy(mix)
         self._tables_for: tuple[str, ...] | None = None
         self._tables: kernels_strand.WasteTables | None = None
@@ -118,15 +131,18 @@ class StrandPolicy:
         before = self._fgd.fragmentation(cluster)
         score, gpu = self.raw_scores(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, feasible(cluster, pod),
                                      before, pod, self._fgd.mix_arrays(cluster), self.tables(cluster),
-                                     self.reserve(cluster, pod))
+                                     self.reserve(cluster, pod), cluster.memory_free)
         return NodeScores(score, gpu)
 
     def raw_scores(self, gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, ok: np.ndarray,
                    frag_before: np.ndarray, pod: PodRequest, mix: MixArrays,
                    tables: kernels_strand.WasteTables,
-                   reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   reserve: np.ndarray | None = None,
+                   memory_free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores (0..100, -1 infeasible) and share GPU of any rows of a cluster: the extender's entry,
-        which passes only the candidate rows (``reserve`` from the whole cluster: ``self.reserve``)."""
+        which passes only the candidate rows (``reserve`` from the whole cluster: ``self.reserve``;
+        ``memory_free`` of the same rows, None: S without memory)."""
         return kernels_strand.strand_scores(gpu_free, cpu_free, model, ok, frag_before, pod.cpu_milli,
                                             pod.num_gpu, pod.gpu_milli, mix, tables, self.options.lookahead,
-                                            self.options.stranding, self.rho, self.options.relief, reserve)
+                                            self.options.stranding, self.rho, self.options.relief, reserve,
+                                            memory_free, pod.memory_mib, self.sigma)

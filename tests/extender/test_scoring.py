@@ -167,6 +167,20 @@ def test_fgd_strand_ranks_like_the_simulator_policy_on_the_candidate_rows():
     assert expected.score[row] == expected.score.max()
 
 
+def test_fgd_strand_in_the_extender_counts_memory_when_the_mix_has_it():
+    """The memory term reaches the extender: a pod that would leave too little memory for the node's
+    other free GPUs goes to the node with memory to spare (the mix asks 64 GiB per GPU)."""
+    from gpufleet.scheduler.workload import PodShape, WorkloadMix
+
+    mix = WorkloadMix(shapes=(PodShape(4000, 1000, 1, ()),), probs=(1.0,), memory=(65536.0,))
+    state = state_of([P.node("tight", gpus=4, cpu="64", memory="262144Mi"),
+                      P.node("roomy", gpus=4, cpu="64", memory="524288Mi")])
+    pod = parse_pod(P.pod(gpus=1, cpu="4", memory="128Gi", annotations={"gpufleet.io/placement": "fgd-strand"}))
+    assert Scorer(mix=mix).rank(state, pod, "fgd-strand", ["tight", "roomy"]).best == 1
+    without = WorkloadMix(mix.shapes, mix.probs)
+    assert Scorer(mix=without).rank(state, pod, "fgd-strand", ["tight", "roomy"]).best == 0
+
+
 def test_fgd_strand_in_the_extender_leaves_the_model_that_model_bound_demand_needs():
     """The model reserve reaches the extender: with half the mix bound to T4, a pod free to run anywhere
     goes to the G2 node, although the CPU-rich T4 node is where it would strand nothing."""

@@ -17,6 +17,7 @@ from gpufleet.scheduler.policies.fgd_strand import (
     StrandPolicy,
     bound_demand,
     cpu_per_gpu_milli,
+    memory_per_gpu_milli,
     model_reserve,
 )
 from gpufleet.scheduler.simulator import SimulationConfig, simulate
@@ -43,33 +44,50 @@ def test_node_waste_matches_reference(cluster, mix):
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-9)
 
 
+SIGMAS = st.sampled_from([0.0, 1.0, 16.384, 50.0, 262.0])
+
+
 @SETTINGS
-@given(cluster=clusters(), rho=st.sampled_from([0.0, 0.5, 3.152, 12.0]))
-def test_stranded_matches_reference(cluster, rho):
-    fast = kernels_strand.stranded(cluster.gpu_free, cluster.cpu_free, rho)
-    slow = [reference.stranded(list(cluster.gpu_free[n]), int(cluster.cpu_free[n]), rho) for n in range(len(cluster))]
+@given(cluster=clusters(), rho=st.sampled_from([0.0, 0.5, 3.152, 12.0]), sigma=SIGMAS)
+def test_stranded_matches_reference(cluster, rho, sigma):
+    fast = kernels_strand.stranded(cluster.gpu_free, cluster.cpu_free, rho, cluster.memory_free, sigma)
+    slow = [reference.stranded(list(cluster.gpu_free[n]), int(cluster.cpu_free[n]), rho,
+                               int(cluster.memory_free[n]), sigma) for n in range(len(cluster))]
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-9)
+    cpu_only = kernels_strand.stranded(cluster.gpu_free, cluster.cpu_free, rho)
+    assert (fast >= cpu_only).all()  # memory can only strand more
+    if sigma == 0.0:
+        assert fast.tolist() == cpu_only.tolist()  # sigma 0 turns the memory term off exactly
 
 
 @SETTINGS
 @given(cluster=clusters(), pod=pods(), mix=mixes(), lookahead=WEIGHTS, stranding=WEIGHTS,
-       relief=st.sampled_from([0.0, 0.25, 1.0]), reserve=WEIGHTS)
-def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding, relief, reserve):
+       relief=st.sampled_from([0.0, 0.25, 1.0]), reserve=WEIGHTS, sigma=st.one_of(st.none(), SIGMAS))
+def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahead, stranding, relief, reserve,
+                                                      sigma):
+    """``sigma`` None: the mix's own memory per GPU milli (``memory_per_gpu_milli``)."""
     arrays = mix.arrays(cluster)
     ok = kernels.feasible_nodes(cluster.gpu_free, cluster.cpu_free, cluster.memory_free, cluster.gpu_model,
                                 pod.cpu_milli, pod.memory_mib, pod.num_gpu, pod.gpu_milli,
                                 cluster.model_mask(pod.gpu_models))
     before = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, arrays)
     rho = cpu_per_gpu_milli(mix)
+    sigma = memory_per_gpu_milli(mix) if sigma is None else sigma
+    memory = (cluster.memory_free, pod.memory_mib, sigma)
     weights = reserve * model_reserve(bound_demand(arrays, len(cluster.model_names)), cluster.gpu_free,
                                       cluster.gpu_model)
     args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
             pod.gpu_milli, arrays)
     fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho,
-                                                        relief, weights)
-    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho, relief, weights.tolist())
+                                                        relief, weights, *memory)
+    slow_score, slow_gpu = reference.strand_scores(*args, lookahead, stranding, rho, relief, weights.tolist(),
+                                                   cluster.memory_free.tolist(), pod.memory_mib, sigma)
     np.testing.assert_allclose(fast_score, slow_score, rtol=1e-12, atol=1e-9)
     assert fast_gpu.tolist() == slow_gpu
+    if sigma == 0.0:  # the memory term off is exactly the CPU-only policy
+        cpu_only = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho, relief,
+                                                weights)
+        assert fast_score.tolist() == cpu_only[0].tolist() and fast_gpu.tolist() == cpu_only[1].tolist()
 
 
 @SETTINGS
@@ -138,6 +156,19 @@ def test_rho_counts_the_cpu_of_cpu_only_pods_and_is_zero_without_gpu_demand():
     assert cpu_per_gpu_milli(WorkloadMix(shapes=(PodShape(12000, 0, 0, ()),), probs=(1.0,))) == 0.0
 
 
+def test_sigma_is_the_mixs_memory_per_gpu_milli_and_zero_without_memory():
+    mix = WorkloadMix.from_pods([PodRequest(8000, 40960, 1, 1000), PodRequest(8000, 20480, 1, 1000),
+                                 PodRequest(4000, 8192, 1, 500), PodRequest(12000, 65536)], popularity=1.0)
+    assert mix.memory == (30720.0, 8192.0, 65536.0)  # mean memory of each shape's pods
+    assert memory_per_gpu_milli(mix) == pytest.approx((0.5 * 30720 + 0.25 * 8192 + 0.25 * 65536)
+                                                      / (0.5 * 1000 + 0.25 * 500))
+    assert memory_per_gpu_milli(WorkloadMix(mix.shapes, mix.probs)) == 0.0  # no memory in the mix
+    assert memory_per_gpu_milli(WorkloadMix.from_pods([PodRequest(12000, 65536)])) == 0.0  # no GPU demand
+    assert mix.head(1) == WorkloadMix(mix.shapes[:1], (1.0,), (30720.0,))
+    with pytest.raises(ValueError, match="one value per shape"):
+        WorkloadMix(mix.shapes, mix.probs, (1.0,))
+
+
 def place(policy_name: str, cluster: Cluster, pod: PodRequest, mix: WorkloadMix):
     policy = make_policy(policy_name, mix=mix)
     scores = policy.score(cluster, pod)
@@ -154,6 +185,23 @@ def test_a_cpu_only_pod_goes_where_its_cpu_does_not_strand_gpus():
     pod = PodRequest(15000, 0)
     assert place("fgd", cluster, pod, mix)[0] == 0
     assert place(NAME, cluster, pod, mix)[0] == 1
+
+
+def test_a_memory_heavy_pod_goes_where_its_memory_does_not_strand_gpus():
+    # The mix's GPU pods ask 10 GiB per GPU (sigma 10.24 MiB per milli); CPU is plentiful everywhere.
+    # A 15 GiB CPU-only pod on node 0 (25 GiB free) leaves 10 GiB, which feeds one of its two idle
+    # GPUs; node 1 (60 GiB free) keeps memory for both. FGD and the mix without memory tie and take node 0.
+    with_memory = WorkloadMix(shapes=(PodShape(1000, 1000, 1, ()),), probs=(1.0,), memory=(10240.0,))
+    without = WorkloadMix(with_memory.shapes, with_memory.probs)
+    cluster = tiny_cluster([1000, 1000], [1000, 1000])
+    cluster.memory_free[:] = [25600, 61440]
+    pod = PodRequest(1000, 15360)
+    assert place("fgd", cluster, pod, with_memory)[0] == 0
+    assert place(NAME, cluster, pod, without)[0] == 0
+    assert place(NAME, cluster, pod, with_memory)[0] == 1
+    assert kernels_strand.stranded(cluster.gpu_free, cluster.cpu_free - 1000, cpu_per_gpu_milli(with_memory),
+                                   cluster.memory_free - 15360, memory_per_gpu_milli(with_memory)).tolist() == [
+        1000.0, 0.0]
 
 
 def test_a_small_share_completes_a_gpu_rather_than_leaving_a_gap_no_common_task_fills():
