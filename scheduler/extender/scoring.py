@@ -48,7 +48,7 @@ class ScoringConfig:
     for pods without ``gpufleet.io/interruptible: "true"`` (default 1.0, i.e. more than a typical
     spot discount, so such pods prefer on-demand unless spot is far cheaper).
     ``fragmentation_weight``: multiplier on the stranded-capacity cost (default 1.0).
-    ``mix_refresh_s``: how often the workload mix is re-learnt from the pods on GPU nodes (s, default 60);
+    ``mix_refresh_s``: how often the workload mix is re-learnt from running GPU pods (s, default 60);
     ``mix_min_pods``: below this many GPU pods the default mix is used (default 20);
     ``mix_max_shapes``: the most frequent request shapes kept in the mix (default 32)."""
 
@@ -124,7 +124,7 @@ POLICY_MIXES_KEPT = 16
 
 class Scorer:
     """``mix``: a fixed workload mix (``gpufleet extender --workload-mix``), used as given and never
-    re-learnt; None learns it from the pods on GPU nodes (``ScoringConfig``). ``rank(mix=...)`` scores one
+    re-learnt; None learns it from running GPU pods (``ScoringConfig``). ``rank(mix=...)`` scores one
     pod against another mix (a PlacementPolicy's ConfigMap mix) instead."""
 
     def __init__(self, config: ScoringConfig = ScoringConfig(), mix: WorkloadMix | None = None) -> None:
@@ -142,26 +142,16 @@ class Scorer:
         return self._own.mix
 
     def refresh_mix(self, state: ClusterState) -> None:
-        """Re-learn the mix when ``mix_refresh_s`` has passed: from the pods running on GPU nodes, CPU-only
-        ones included (they take the CPU and memory the GPUs need, as the trace's CPU-only pods do in the
-        simulator's mix), once ``mix_min_pods`` of them use GPUs. Pods on nodes without GPUs do not count."""
+        """Re-learn the mix from the running GPU pods when ``mix_refresh_s`` has passed."""
         if self._fixed_mix:
             return
         now = state.clock.monotonic()
         if self._mix_at is not None and now - self._mix_at < self.config.mix_refresh_s:
             return
         self._mix_at = now
-        cluster = state.cluster
-        index, gpu_count = (cluster.index, cluster.gpu_count) if cluster is not None else ({}, None)
-
-        def on_gpu_node(node: str) -> bool:
-            row = index.get(node)
-            return row is not None and gpu_count is not None and gpu_count[row] > 0
-
-        requests = [p.request for p in state.ledger
-                    if not p.assumed and (p.request.num_gpu > 0 or on_gpu_node(p.node))]
+        requests = [p.request for p in state.ledger if not p.assumed and p.request.num_gpu > 0]
         mix = DEFAULT_MIX
-        if sum(r.num_gpu > 0 for r in requests) >= self.config.mix_min_pods:
+        if len(requests) >= self.config.mix_min_pods:
             mix = WorkloadMix.from_pods(requests).head(self.config.mix_max_shapes)
         if mix != self._own.mix:
             self._own = CompiledMix(mix)

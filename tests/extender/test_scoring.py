@@ -143,19 +143,6 @@ def test_the_mix_is_learnt_from_running_gpu_pods_once_there_are_enough():
     assert len(few.mix) == 5  # the default mix until 20 GPU pods run
 
 
-def test_the_learnt_mix_counts_cpu_only_pods_on_gpu_nodes_but_not_on_cpu_nodes():
-    gpu_pods = [running(f"p{i}", f"n{i % 4}", 1, str(i // 4)) for i in range(24)]
-    cpu_pods = [P.pod(f"c{i}", gpus=0, cpu="8", node_name=f"n{i % 4}", phase="Running") for i in range(8)]
-    elsewhere = [P.pod(f"w{i}", gpus=0, cpu="2", node_name="cpu-only", phase="Running") for i in range(40)]
-    nodes = [P.node(f"n{i}") for i in range(4)] + [P.node("cpu-only", gpus=0)]
-    scorer = Scorer()
-    scorer.refresh_mix(state_of(nodes, gpu_pods + cpu_pods + elsewhere))
-    assert dict(zip(scorer.mix.shapes, scorer.mix.probs)) == {(1000, 1000, 1, ()): 0.75, (8000, 0, 0, ()): 0.25}
-    few = Scorer()  # CPU-only pods alone never replace the default mix
-    few.refresh_mix(state_of(nodes, gpu_pods[:4] + cpu_pods + elsewhere))
-    assert len(few.mix) == 5
-
-
 def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
     from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
