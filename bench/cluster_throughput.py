@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="schedulerName of the pods (default gpufleet-scheduler)")
     parser.add_argument("--scheduler-feature-gates", default="",
                         help="kube-scheduler's --feature-gates in both runs, e.g. OpportunisticBatching=false "
-                             "(any extender turns that batching off, so without it the runs compare the "
-                             "extender's own cost)")
+                             "(kube-scheduler turns that batching off whenever an extender is configured; off in "
+                             "both runs, the two differ only by the extender)")
     args = parser.parse_args(argv)
     if args.kubeconfig is not None:
         return existing(args)

@@ -95,17 +95,16 @@ def _node_waste(waste, cpu_levels, g, cpu_free, model):
 
 @njit(cache=True, nogil=True)
 def _stranded(g, cpu_free, mem_free, rho, sigma):
-    if rho <= 0.0 and sigma <= 0.0:
+    fed = np.inf  # the GPU milli the node's free CPU and memory can feed; a ratio <= 0 leaves its resource out
+    if rho > 0.0:
+        fed = cpu_free / rho
+    if sigma > 0.0:
+        fed = min(fed, mem_free / sigma)
+    if fed == np.inf:
         return 0.0
     idle = 0
     for i in range(g.shape[0]):
         idle += g[i]
-    if rho > 0.0:
-        fed = cpu_free / rho
-        if sigma > 0.0:
-            fed = min(fed, mem_free / sigma)
-    else:
-        fed = mem_free / sigma
     s = idle - fed
     return s if s > 0.0 else 0.0
 
