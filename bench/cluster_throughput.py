@@ -3,7 +3,7 @@ real control plane (`gpufleet cluster up`): N kwok nodes x 8 GPUs, P one-GPU pod
 `gpufleet.io/placement: fgd` (profile gpufleet-scheduler in both runs).
 
     python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--cores shared,pinned]
-                                       [--out bench/out/cluster]
+                                       [--null-extender zero,pack] [--out bench/out/cluster]
 
 Each run brings up its own cluster (without the extender: `--no-extender`, since an extender in the
 config turns off kube-scheduler's pod-signature batching), queues the pods while kube-scheduler is
@@ -21,6 +21,13 @@ extender's CPU and its latency both count). ``pinned``: the control plane (etcd,
 controller manager, kube-scheduler, kwok) and this process on all cores but the last, in both runs,
 and the extender alone on the last core, as a sidecar with its own CPU request would be: what is
 left of the gap is the latency the extender adds to kube-scheduler's serial cycle, not its CPU.
+
+``--null-extender zero[,pack]`` adds runs with ``bench/null_extender.py`` in the extender's place: every
+node passes, every score is 0 (``pack``: the first name in sorted order gets 10, which packs nodes as FGD
+does one-GPU pods), the same Binding with its annotation and the same pod and node watches. Beside the
+run without an extender it measures what *any* extender with this contract costs kube-scheduler and the
+API server, the floor under gpufleet's. Each run first measures its idle cluster's load (``idle load``,
+cores): a slower run pays more of that background, which is not per-pod work.
 
 ``--kubeconfig PATH`` runs against a cluster already running instead (kind with kwok, the local
 cluster started separately, a real one), with the scheduler as it is configured there: it creates
@@ -42,9 +49,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gpufleet.scheduler.localcluster import components, readiness
 from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
 from gpufleet.scheduler.localcluster.decisions import fidelity, read_decisions
 from gpufleet.scheduler.localcluster.podloader import PodLoader
+from gpufleet.scheduler.localcluster.processes import ProcessSpec
 from gpufleet.scheduler.localcluster.replay import (
     ALGORITHM,
     ATTEMPT,
@@ -60,11 +69,18 @@ TARGET_RATIO = 0.80
 TARGET_FIDELITY = 0.99
 TARGET_EXTENDER_CPU_MS = 1.5  # filter + prioritize + bind (and the extender's watches) per pod
 BIND_TIMEOUT_S = 1.0  # kube-scheduler's httpTimeout towards the extender
+#: The idle cluster's load is measured over IDLE_WINDOW_S before the pods come, after IDLE_SETTLE_S (just
+#: after it is ready, kwok and the controller manager are still busy with the new nodes: ~1 core).
+IDLE_SETTLE_S = 20.0
+IDLE_WINDOW_S = 15.0
 NAMESPACE = "bench"
 QUANTILES = (0.5, 0.9, 0.99)
 
 
 LAYOUTS = ("shared", "pinned")
+NULL_EXTENDER = "null-extender"
+#: Runs with bench/null_extender.py, by its --scores: "null" scores 0 everywhere, "null-pack" packs nodes.
+NULL_MODES = {"null": "zero", "null-pack": "pack"}
 
 
 def core_sets() -> tuple[set[int], set[int]]:
@@ -86,7 +102,7 @@ def pin_process(pid: int, cores: set[int]) -> None:
 
 @dataclass
 class Result:
-    mode: str  # "without" or "with"
+    mode: str  # "without", "with", or one of NULL_MODES (bench/null_extender.py instead of gpufleet's)
     nodes: int
     pods: int
     bound: int
@@ -106,6 +122,9 @@ class Result:
     timeline: list[tuple[float, int]] = field(default_factory=list)
     layout: str = "shared"
     binds_over_timeout: int = 0  # extender binds that took longer than kube-scheduler's 1 s
+    #: CPU cores each component used on the idle cluster just before the pods came: a slower run pays
+    #: more of that background, which is not per-pod work (one 15-s window: a rough guide only).
+    idle_cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def extender_cpu_ms_per_pod(self) -> float:
@@ -122,6 +141,30 @@ def pod(i: int, scheduler_name: str = "gpufleet-scheduler") -> dict:
                          "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"nvidia.com/gpu": "1"}}}]}}
 
 
+def start_null_extender(cluster: LocalCluster, port: int, kubeconfig: Path, scores: str) -> None:
+    """bench/null_extender.py at ``port``, as one of the cluster's processes (its CPU is counted)."""
+    script = Path(__file__).resolve().parent / "null_extender.py"
+    cluster.processes.start(ProcessSpec(NULL_EXTENDER, [sys.executable, str(script), "--listen", f"127.0.0.1:{port}",
+                                                        "--kubeconfig", str(kubeconfig), "--scores", scores]))
+    ready = readiness.http_ok(f"http://127.0.0.1:{port}/readyz")
+    deadline = time.monotonic() + 60
+    while not ready():
+        cluster.processes.check(NULL_EXTENDER)
+        if time.monotonic() > deadline:
+            raise RuntimeError("the null extender did not answer within 60 s")
+        time.sleep(0.2)
+
+
+def idle_cores(cluster: LocalCluster, seconds: float = IDLE_WINDOW_S) -> dict[str, float]:
+    """CPU cores each component uses while nothing is scheduled, over ``seconds`` after a settle."""
+    from gpufleet.scheduler.localcluster import usage
+
+    time.sleep(IDLE_SETTLE_S)
+    before = usage.cpu_seconds(cluster.state_dir)
+    time.sleep(seconds)
+    return {k: v / seconds for k, v in usage.difference(usage.cpu_seconds(cluster.state_dir), before).items()}
+
+
 def mean(samples, name: str, **match: str) -> float:
     count = samples.total(f"{name}_count", **match)
     return samples.total(f"{name}_sum", **match) / count if count else math.nan
@@ -130,9 +173,11 @@ def mean(samples, name: str, **match: str) -> float:
 def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str = "shared",
             feature_gates: str = "") -> Result:
     with_extender = mode == "with"
+    null_port = components.free_port() if mode in NULL_MODES else None
     options = ClusterOptions(state_dir=state_root / f"{layout}-{mode}", profile="uniform", nodes=nodes,
                              gpus_per_node=8, start_extender=with_extender, timeout_s=600,
-                             scheduler_feature_gates=feature_gates)
+                             scheduler_feature_gates=feature_gates,
+                             extender_url=f"http://127.0.0.1:{null_port}/v1" if null_port else None)
     cluster = LocalCluster(options, progress=lambda line: None)
     say(f"[{layout}, {mode} extender] cluster up: {nodes} nodes x 8 GPUs")
     everywhere = os.sched_getaffinity(0)
@@ -141,13 +186,17 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str
         os.sched_setaffinity(0, control)  # components started from here (kube-scheduler restarts too) inherit it
     info = cluster.up()
     try:
-        if layout == "pinned" and with_extender:
-            pid = cluster.processes.pid("gpufleet-extender")
+        if null_port is not None:  # kube-scheduler calls it only once pods are queued, after this
+            start_null_extender(cluster, null_port, info.kubeconfig, NULL_MODES[mode])
+        if layout == "pinned" and mode != "without":
+            pid = cluster.processes.pid(NULL_EXTENDER if null_port else "gpufleet-extender")
             if pid is None:
                 raise RuntimeError("the extender is not running; cannot pin it")
             pin_process(pid, own)
             say(f"[{layout}, {mode} extender] control plane on cores {sorted(control)}, extender on {sorted(own)}")
-        say(f"[{mode} extender] ready in {info.seconds_to_ready:.1f} s; queueing {pods:,} pods")
+        idle = idle_cores(cluster)
+        say(f"[{mode} extender] ready in {info.seconds_to_ready:.1f} s; idle load {sum(idle.values()):.2f} cores; "
+            f"queueing {pods:,} pods")
         with PodLoader(info.kubeconfig) as loader:
             loader.ensure_namespace(NAMESPACE)
             run: SchedulingRun = queue_and_schedule(cluster, info, loader, NAMESPACE, [pod(i) for i in range(pods)],
@@ -162,6 +211,7 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str
             sli_s=latency_percentiles(m, SLI, QUANTILES), algorithm_mean_s=mean(m, ALGORITHM),
             attempts={s.labels.get("result", "?"): s.value for s in m.select("scheduler_schedule_attempts_total")},
             cpu_s={k: round(v, 1) for k, v in run.cpu_s.items()}, timeline=run.timeline, layout=layout,
+            idle_cores=idle,
         )
         if with_extender:
             samples = scrape(extender_metrics_url(info))
@@ -211,9 +261,26 @@ def table(without: Result, with_: Result) -> str:
         rows.append((f"CPU s {name}", f"{without.cpu_s.get(name, 0):.1f}", f"{with_.cpu_s.get(name, 0):.1f}"))
     rows.append(("CPU ms per pod (all components)", f"{1000 * sum(without.cpu_s.values()) / without.pods:.1f}",
                  f"{1000 * sum(with_.cpu_s.values()) / with_.pods:.1f}"))
+    rows.append(("idle cluster's load, cores", f"{sum(without.idle_cores.values()):.2f}",
+                 f"{sum(with_.idle_cores.values()):.2f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'':{width}}  {'without extender':>20}  {'with extender':>26}"]
     lines += [f"{label:{width}}  {a:>20}  {b:>26}" for label, a, b in rows]
+    return "\n".join(lines)
+
+
+def null_summary(mode: str, without: list[Result], null: list[Result]) -> str:
+    """A null extender's run beside the baseline: the least any extender costs the control plane."""
+    ratio = statistics.median(r.pods_per_s for r in null) / statistics.median(r.pods_per_s for r in without)
+    base, floor = _median(without), _median(null)
+    lines = [f"\n{mode} (bench/null_extender.py --scores {NULL_MODES[mode]}): {floor.pods_per_s:.1f} pods/s, "
+             f"{ratio:.0%} of without; "
+             f"algorithm mean {ms(floor.algorithm_mean_s)} ms (without {ms(base.algorithm_mean_s)})",
+             f"binds that failed (kube-scheduler's attempts with result error): {int(floor.attempts.get('error', 0))}",
+             "CPU ms per pod, without -> null extender: " + ", ".join(
+                 f"{name} {1000 * base.cpu_s.get(name, 0) / base.pods:.1f} -> "
+                 f"{1000 * floor.cpu_s.get(name, 0) / floor.pods:.1f}"
+                 for name in sorted(set(base.cpu_s) | set(floor.cpu_s)))]
     return "\n".join(lines)
 
 
@@ -268,7 +335,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="kube-scheduler's --feature-gates in both runs, e.g. OpportunisticBatching=false "
                              "(kube-scheduler turns that batching off whenever an extender is configured; off in "
                              "both runs, the two differ only by the extender)")
+    parser.add_argument("--null-extender", default="", metavar="zero,pack",
+                        help="more runs per layout with bench/null_extender.py instead of gpufleet's (every node "
+                             "passes, the same Binding and watches): `zero` scores 0 everywhere (what any extender "
+                             "costs kube-scheduler and the API server), `pack` packs nodes as FGD does")
     args = parser.parse_args(argv)
+    scores = {v: k for k, v in NULL_MODES.items()}
+    nulls = [c.strip() for c in args.null_extender.split(",") if c.strip()]
+    if any(c not in scores for c in nulls):
+        print(f"--null-extender: choose from {', '.join(scores)}", file=sys.stderr)
+        return 2
+    nulls = [scores[c] for c in nulls]
     if args.kubeconfig is not None:
         return existing(args)
     layouts = [c.strip() for c in args.cores.split(",") if c.strip()]
@@ -287,12 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         if nodes * 8 < args.pods:
             print(f"--pods {args.pods} does not fit on {nodes} nodes x 8 GPUs", file=sys.stderr)
             return 2
-        runs: dict[str, list[Result]] = {"without": [], "with": []}
+        modes = ("without", "with", *nulls)
+        runs: dict[str, list[Result]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
-            for mode in ("without", "with"):
+            for mode in modes:
                 runs[mode].append(run_one(mode, nodes, args.pods, args.out / "state", say, layout,
                                           args.scheduler_feature_gates))
-        everything += runs["without"] + runs["with"]
+        everything += [r for mode in modes for r in runs[mode]]
         without = _median(runs["without"])
         with_ = _median(runs["with"])
         ratio = statistics.median(r.pods_per_s for r in runs["with"]) / statistics.median(
@@ -312,11 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extender CPU per pod (median): {cpu:.2f} ms (target <= {TARGET_EXTENDER_CPU_MS} ms: "
               f"{'met' if cpu <= TARGET_EXTENDER_CPU_MS else 'NOT met'}); binds over {BIND_TIMEOUT_S:g} s: {late} "
               f"(target 0: {'met' if late == 0 else 'NOT met'})")
+        for mode in nulls:
+            print(null_summary(mode, runs["without"], runs[mode]))
         summary.append({"layout": layout, "scheduler_feature_gates": args.scheduler_feature_gates, "nodes": nodes,
                         "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
                         "extender_cpu_ms_per_pod": cpu, "binds_over_timeout": late,
                         "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
-                        "with_pods_per_s": [r.pods_per_s for r in runs["with"]]})
+                        "with_pods_per_s": [r.pods_per_s for r in runs["with"]],
+                        **{f"{mode}_pods_per_s": [r.pods_per_s for r in runs[mode]] for mode in nulls}})
     (args.out / "cluster_throughput.json").write_text(json.dumps(
         {"summary": summary, "runs": [_jsonable(r) for r in everything]}, indent=1, default=str))
     plot(everything, args.out / "cluster_throughput.png")
