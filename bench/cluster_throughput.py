@@ -81,6 +81,8 @@ LAYOUTS = ("shared", "pinned")
 NULL_EXTENDER = "null-extender"
 #: Runs with bench/null_extender.py, by its --scores: "null" scores 0 everywhere, "null-pack" packs nodes.
 NULL_MODES = {"null": "zero", "null-pack": "pack"}
+#: Runs of gpufleet's extender beside "with", by their extra arguments.
+EXTENDER_MODES = {"with": (), "filter-decides": ("--decide-in-filter",)}
 
 
 def core_sets() -> tuple[set[int], set[int]]:
@@ -102,7 +104,7 @@ def pin_process(pid: int, cores: set[int]) -> None:
 
 @dataclass
 class Result:
-    mode: str  # "without", "with", or one of NULL_MODES (bench/null_extender.py instead of gpufleet's)
+    mode: str  # "without", one of EXTENDER_MODES, or of NULL_MODES (bench/null_extender.py instead of gpufleet's)
     nodes: int
     pods: int
     bound: int
@@ -172,10 +174,11 @@ def mean(samples, name: str, **match: str) -> float:
 
 def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str = "shared",
             feature_gates: str = "") -> Result:
-    with_extender = mode == "with"
+    with_extender = mode in EXTENDER_MODES
     null_port = components.free_port() if mode in NULL_MODES else None
     options = ClusterOptions(state_dir=state_root / f"{layout}-{mode}", profile="uniform", nodes=nodes,
                              gpus_per_node=8, start_extender=with_extender, timeout_s=600,
+                             extender_args=EXTENDER_MODES.get(mode, ()),
                              scheduler_feature_gates=feature_gates,
                              extender_url=f"http://127.0.0.1:{null_port}/v1" if null_port else None)
     cluster = LocalCluster(options, progress=lambda line: None)
@@ -269,15 +272,17 @@ def table(without: Result, with_: Result) -> str:
     return "\n".join(lines)
 
 
-def null_summary(mode: str, without: list[Result], null: list[Result]) -> str:
-    """A null extender's run beside the baseline: the least any extender costs the control plane."""
-    ratio = statistics.median(r.pods_per_s for r in null) / statistics.median(r.pods_per_s for r in without)
-    base, floor = _median(without), _median(null)
-    lines = [f"\n{mode} (bench/null_extender.py --scores {NULL_MODES[mode]}): {floor.pods_per_s:.1f} pods/s, "
-             f"{ratio:.0%} of without; "
-             f"algorithm mean {ms(floor.algorithm_mean_s)} ms (without {ms(base.algorithm_mean_s)})",
+def extra_summary(mode: str, without: list[Result], runs: list[Result]) -> str:
+    """A further mode's run beside the baseline (a null extender: the least any extender costs)."""
+    ratio = statistics.median(r.pods_per_s for r in runs) / statistics.median(r.pods_per_s for r in without)
+    base, floor = _median(without), _median(runs)
+    what = (f"bench/null_extender.py --scores {NULL_MODES[mode]}" if mode in NULL_MODES
+            else "gpufleet extender " + " ".join(EXTENDER_MODES[mode]))
+    fidelity = "" if math.isnan(floor.fidelity) else f"; placement fidelity {floor.fidelity:.2%}"
+    lines = [f"\n{mode} ({what}): {floor.pods_per_s:.1f} pods/s, {ratio:.0%} of without; "
+             f"algorithm mean {ms(floor.algorithm_mean_s)} ms (without {ms(base.algorithm_mean_s)}){fidelity}",
              f"binds that failed (kube-scheduler's attempts with result error): {int(floor.attempts.get('error', 0))}",
-             "CPU ms per pod, without -> null extender: " + ", ".join(
+             f"CPU ms per pod, without -> {mode}: " + ", ".join(
                  f"{name} {1000 * base.cpu_s.get(name, 0) / base.pods:.1f} -> "
                  f"{1000 * floor.cpu_s.get(name, 0) / floor.pods:.1f}"
                  for name in sorted(set(base.cpu_s) | set(floor.cpu_s)))]
@@ -339,13 +344,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="more runs per layout with bench/null_extender.py instead of gpufleet's (every node "
                              "passes, the same Binding and watches): `zero` scores 0 everywhere (what any extender "
                              "costs kube-scheduler and the API server), `pack` packs nodes as FGD does")
+    parser.add_argument("--decide-in-filter", action="store_true",
+                        help="one more run per layout: gpufleet's extender with --decide-in-filter (kube-scheduler "
+                             "skips its scoring and the prioritize call)")
     args = parser.parse_args(argv)
     scores = {v: k for k, v in NULL_MODES.items()}
     nulls = [c.strip() for c in args.null_extender.split(",") if c.strip()]
     if any(c not in scores for c in nulls):
         print(f"--null-extender: choose from {', '.join(scores)}", file=sys.stderr)
         return 2
-    nulls = [scores[c] for c in nulls]
+    extras = [scores[c] for c in nulls] + (["filter-decides"] if args.decide_in_filter else [])
     if args.kubeconfig is not None:
         return existing(args)
     layouts = [c.strip() for c in args.cores.split(",") if c.strip()]
@@ -364,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         if nodes * 8 < args.pods:
             print(f"--pods {args.pods} does not fit on {nodes} nodes x 8 GPUs", file=sys.stderr)
             return 2
-        modes = ("without", "with", *nulls)
+        modes = ("without", "with", *extras)
         runs: dict[str, list[Result]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
             for mode in modes:
@@ -390,14 +398,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extender CPU per pod (median): {cpu:.2f} ms (target <= {TARGET_EXTENDER_CPU_MS} ms: "
               f"{'met' if cpu <= TARGET_EXTENDER_CPU_MS else 'NOT met'}); binds over {BIND_TIMEOUT_S:g} s: {late} "
               f"(target 0: {'met' if late == 0 else 'NOT met'})")
-        for mode in nulls:
-            print(null_summary(mode, runs["without"], runs[mode]))
+        for mode in extras:
+            print(extra_summary(mode, runs["without"], runs[mode]))
         summary.append({"layout": layout, "scheduler_feature_gates": args.scheduler_feature_gates, "nodes": nodes,
                         "pods": args.pods, "ratio": ratio, "fidelity": with_.fidelity,
                         "extender_cpu_ms_per_pod": cpu, "binds_over_timeout": late,
                         "without_pods_per_s": [r.pods_per_s for r in runs["without"]],
                         "with_pods_per_s": [r.pods_per_s for r in runs["with"]],
-                        **{f"{mode}_pods_per_s": [r.pods_per_s for r in runs[mode]] for mode in nulls}})
+                        **{f"{mode}_pods_per_s": [r.pods_per_s for r in runs[mode]] for mode in extras}})
     (args.out / "cluster_throughput.json").write_text(json.dumps(
         {"summary": summary, "runs": [_jsonable(r) for r in everything]}, indent=1, default=str))
     plot(everything, args.out / "cluster_throughput.png")

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "nodes (default 1.0)")
     parser.add_argument("--events-per-second", type=float, default=2.0,
                         help="average rate of decision Events posted to the API (default 2; 0 turns them off)")
+    parser.add_argument("--decide-in-filter", action="store_true",
+                        help="filter leaves an opted-in pod only its policy's top node, so kube-scheduler skips its "
+                             "own scoring and the prioritize call (less CPU per pod; kube-scheduler's scores then "
+                             "no longer count, as with the shipped weight of 100)")
     parser.add_argument("--workload-mix", metavar="PATH",
                         help="pod list CSV (openb trace columns: name, cpu_milli, memory_mib, num_gpu, gpu_milli) "
                              "whose typical pods FGD measures fragmentation against, instead of learning them "
@@ -111,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         server=replace(defaults.server, prefix=args.prefix, max_body_bytes=args.max_body_bytes,
                        tls=TLSFiles(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None),
         state=replace(defaults.state, assume_ttl_s=args.assume_ttl),
-        scoring=replace(defaults.scoring, interruption_penalty=args.interruption_penalty),
+        scoring=replace(defaults.scoring, interruption_penalty=args.interruption_penalty,
+                        decide_in_filter=args.decide_in_filter),
         events=replace(defaults.events, rate_per_s=args.events_per_second),
     )
     api = None

@@ -92,6 +92,12 @@ class Extender:
                                 cost_options=applied.cost_options() if applied else None,
                                 mix=applied.mix if applied else None)
 
+    def _expire(self) -> None:
+        """Drop decisions past their deadline (under the state's lock), counted in the metric."""
+        expired = self.state.expire()
+        if expired:
+            self.metrics.expired.inc(expired)
+
     def _scorable(self, args: SchedulingArgs) -> bool:
         if self.standalone:
             return not args.names_only
@@ -128,7 +134,7 @@ class Extender:
             self._ingest(args)
             if pod.gpus == 0 or not self._scorable(args):
                 return encode_filter_result(names, {}, {}, args.nodes)
-            self.state.expire()
+            self._expire()
             self.state.forget(pod.uid)
             posted = _posted(self.state.ledger.get(pod.uid)) if pod.uid else None
             if posted is not None:  # a retry after our Binding went through: only its node will do
@@ -139,7 +145,39 @@ class Extender:
             passed = [n for n in names if n not in failed and n not in unresolvable] if failed or unresolvable else names
             if len(passed) == 1:
                 self._assume_sole_node(pod, policy, applied, passed[0])
+            elif passed and policy != OFF and self.scorer.config.decide_in_filter:
+                passed, failed = self._decide(pod, policy, applied, passed, failed)
         return encode_filter_result(passed, failed, unresolvable, args.nodes)
+
+    def _decide(self, pod: PodInfo, policy: str, applied: AppliedPolicy | None, passed: list[str],
+                failed: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """``decide_in_filter``: the policy's top node is the only one that passes (charged now, as
+        prioritize would), the others fail with the reason; unchanged if no node can be ranked."""
+        ranking = self._rank(pod, policy, applied, passed)
+        if ranking.best < 0:
+            return passed, failed
+        node = passed[ranking.best]
+        self._charge(pod, ranking, passed)
+        self._announce(pod, ranking, passed)
+        reason = f"gpufleet: placement {ranking.policy} chose {node}"
+        return [node], {**failed, **{n: reason for n in passed if n != node}}
+
+    def _charge(self, pod: PodInfo, ranking: Ranking, names: Sequence[str]) -> None:
+        """Assume the pod on its top node (under the state's lock) until it is bound or the TTL passes."""
+        if ranking.best >= 0 and pod.uid and pod.request is not None:
+            self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
+                              self.state.config.assume_ttl_s)
+
+    def _announce(self, pod: PodInfo, ranking: Ranking, names: Sequence[str]) -> None:
+        """Say what was decided: the decisions metric, the log line benchmarks read, an Event."""
+        self.metrics.decisions.labels(ranking.policy).inc()
+        if ranking.best >= 0:
+            node = names[ranking.best]
+            if log.isEnabledFor(logging.INFO):
+                log.info("pod=%s policy=%s node=%s gpus=%s", pod.key, ranking.policy, node,
+                         ",".join(map(str, ranking.best_gpus)))
+            if self.events is not None:
+                self.events.decision(pod, ranking, node)
 
     def _assume_sole_node(self, pod: PodInfo, policy: str, applied: AppliedPolicy | None, node: str) -> None:
         """kube-scheduler skips prioritize when one node is feasible and binds there asynchronously,
@@ -210,26 +248,15 @@ class Extender:
             if policy == OFF or not self._scorable(args):
                 ranking = neutral(len(names))
             else:
-                expired = self.state.expire()
-                if expired:
-                    self.metrics.expired.inc(expired)
+                self._expire()
                 self.state.forget(pod.uid)  # a retry: the pod's earlier decision must not count against it
                 posted = _posted(self.state.ledger.get(pod.uid)) if pod.uid else None
                 if posted is not None:  # its Binding already went through: keep it where it is bound
                     ranking = _keep(policy, names, posted)
                 else:
                     ranking = self._rank(pod, policy, applied, names)
-                if ranking.best >= 0 and pod.uid and pod.request is not None and posted is None:
-                    self.state.assume(pod.uid, pod.key, names[ranking.best], pod.request, ranking.best_gpus,
-                                      self.state.config.assume_ttl_s)
-        self.metrics.decisions.labels(ranking.policy).inc()
-        if ranking.best >= 0:
-            node = names[ranking.best]
-            if log.isEnabledFor(logging.INFO):
-                log.info("pod=%s policy=%s node=%s gpus=%s", pod.key, ranking.policy, node,
-                         ",".join(map(str, ranking.best_gpus)))
-            if self.events is not None:
-                self.events.decision(pod, ranking, node)
+                    self._charge(pod, ranking, names)
+        self._announce(pod, ranking, names)
         return self._encoder.encode(names, ranking.scores.tolist())
 
     # -- bind ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from gpufleet.scheduler.extender.events import EventConfig, EventRecorder
 from gpufleet.scheduler.extender.metrics import ExtenderMetrics
 from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
-from gpufleet.scheduler.extender.scoring import Scorer
+from gpufleet.scheduler.extender.scoring import Scorer, ScoringConfig
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
 from gpufleet.scheduler.extender.service import Extender
 from gpufleet.scheduler.extender.state import ClusterState
@@ -39,13 +39,14 @@ class Rig:
 
 
 def make_rig(nodes: list[dict[str, Any]], pods: list[dict[str, Any]] = (), namespaces: list[dict[str, Any]] = (),
-             *, standalone: bool = False, events: EventConfig | None = None) -> Rig:
+             *, standalone: bool = False, events: EventConfig | None = None,
+             scoring: ScoringConfig = ScoringConfig()) -> Rig:
     clock = FakeClock()
     catalog = PriceCatalog.default()
     state = ClusterState(clock=clock, resources=("nodes",) if standalone else ("nodes", "pods", "namespaces"))
     api = FakeKubeAPI()
     metrics = ExtenderMetrics(CollectorRegistry())
-    scorer = Scorer()
+    scorer = Scorer(scoring)
     metrics.watch_state(state, lambda: scorer.fragmentation(state))
     recorder = EventRecorder(api, clock, metrics, events or EventConfig(), instance="test")
     if not standalone:
