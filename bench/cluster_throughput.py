@@ -3,7 +3,7 @@ real control plane (`gpufleet cluster up`): N kwok nodes x 8 GPUs, P one-GPU pod
 `gpufleet.io/placement: fgd` (profile gpufleet-scheduler in both runs).
 
     python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--cores shared,pinned]
-                                       [--null-extender zero,pack] [--out bench/out/cluster]
+                                       [--null-extender zero,pack] [--no-decide-in-filter] [--out DIR]
 
 Each run brings up its own cluster (without the extender: `--no-extender`, since an extender in the
 config turns off kube-scheduler's pod-signature batching), queues the pods while kube-scheduler is
@@ -28,6 +28,10 @@ does one-GPU pods), the same Binding with its annotation and the same pod and no
 run without an extender it measures what *any* extender with this contract costs kube-scheduler and the
 API server, the floor under gpufleet's. Each run first measures its idle cluster's load (``idle load``,
 cores): a slower run pays more of that background, which is not per-pod work.
+
+``--no-decide-in-filter`` adds a run of gpufleet's extender with that flag: filter passes every node that
+fits and kube-scheduler scores them and calls prioritize (the default lets filter leave only the
+policy's top node, so kube-scheduler skips both).
 
 ``--kubeconfig PATH`` runs against a cluster already running instead (kind with kwok, the local
 cluster started separately, a real one), with the scheduler as it is configured there: it creates
@@ -82,7 +86,7 @@ NULL_EXTENDER = "null-extender"
 #: Runs with bench/null_extender.py, by its --scores: "null" scores 0 everywhere, "null-pack" packs nodes.
 NULL_MODES = {"null": "zero", "null-pack": "pack"}
 #: Runs of gpufleet's extender beside "with", by their extra arguments.
-EXTENDER_MODES = {"with": (), "filter-decides": ("--decide-in-filter",)}
+EXTENDER_MODES = {"with": (), "prioritize": ("--no-decide-in-filter",)}
 
 
 def core_sets() -> tuple[set[int], set[int]]:
@@ -344,16 +348,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="more runs per layout with bench/null_extender.py instead of gpufleet's (every node "
                              "passes, the same Binding and watches): `zero` scores 0 everywhere (what any extender "
                              "costs kube-scheduler and the API server), `pack` packs nodes as FGD does")
-    parser.add_argument("--decide-in-filter", action="store_true",
-                        help="one more run per layout: gpufleet's extender with --decide-in-filter (kube-scheduler "
-                             "skips its scoring and the prioritize call)")
+    parser.add_argument("--no-decide-in-filter", action="store_true",
+                        help="one more run per layout: gpufleet's extender with --no-decide-in-filter (filter passes "
+                             "every node that fits, kube-scheduler scores them and calls prioritize)")
     args = parser.parse_args(argv)
     scores = {v: k for k, v in NULL_MODES.items()}
     nulls = [c.strip() for c in args.null_extender.split(",") if c.strip()]
     if any(c not in scores for c in nulls):
         print(f"--null-extender: choose from {', '.join(scores)}", file=sys.stderr)
         return 2
-    extras = [scores[c] for c in nulls] + (["filter-decides"] if args.decide_in_filter else [])
+    extras = [scores[c] for c in nulls] + (["prioritize"] if args.no_decide_in_filter else [])
     if args.kubeconfig is not None:
         return existing(args)
     layouts = [c.strip() for c in args.cores.split(",") if c.strip()]

@@ -48,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "nodes (default 1.0)")
     parser.add_argument("--events-per-second", type=float, default=2.0,
                         help="average rate of decision Events posted to the API (default 2; 0 turns them off)")
-    parser.add_argument("--decide-in-filter", action="store_true",
+    parser.add_argument("--decide-in-filter", action=argparse.BooleanOptionalAction, default=True,
                         help="filter leaves an opted-in pod only its policy's top node, so kube-scheduler skips its "
-                             "own scoring and the prioritize call (less CPU per pod; kube-scheduler's scores then "
-                             "no longer count, as with the shipped weight of 100)")
+                             "own scoring and the prioritize call (default; less CPU per pod). "
+                             "--no-decide-in-filter: filter passes every node that fits and prioritize ranks them, "
+                             "so soft preferences can outvote the extender at a low weight")
     parser.add_argument("--workload-mix", metavar="PATH",
                         help="pod list CSV (openb trace columns: name, cpu_milli, memory_mib, num_gpu, gpu_milli) "
                              "whose typical pods FGD measures fragmentation against, instead of learning them "

@@ -52,16 +52,16 @@ class ScoringConfig:
     ``mix_min_pods``: below this many GPU pods the default mix is used (default 20);
     ``mix_max_shapes``: the most frequent request shapes kept in the mix (default 32).
     ``decide_in_filter``: filter leaves an opted-in pod only the node its policy ranks first, so
-    kube-scheduler, with one feasible node, skips its score plugins and the prioritize call (default
-    off: kube-scheduler's own scores then still count, at the weight the scheduler configuration gives
-    the extender)."""
+    kube-scheduler, with one feasible node, skips its score plugins and the prioritize call (default on;
+    off, kube-scheduler's own scores count again, at the weight the scheduler configuration gives the
+    extender)."""
 
     interruption_penalty: float = 1.0
     fragmentation_weight: float = 1.0
     mix_refresh_s: float = 60.0
     mix_min_pods: int = 20
     mix_max_shapes: int = 32
-    decide_in_filter: bool = False
+    decide_in_filter: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``--decide-in-filter``: filter leaves an opted-in pod only the node prioritize would rank first, so
+"""``--decide-in-filter`` (the default): filter leaves an opted-in pod only the node prioritize would rank first, so
 kube-scheduler (one feasible node) skips its scoring and the prioritize call; the decision is charged
 at once, bind writes its GPUs, and pods that did not opt in keep every node that fits."""
 
@@ -14,7 +14,7 @@ from .conftest import eight_gpu_nodes, make_rig
 
 FGD = {"gpufleet.io/placement": "fgd"}
 NAMES = ["gpu-000", "gpu-001", "gpu-002"]
-DECIDES = ScoringConfig(decide_in_filter=True)
+DECIDES = ScoringConfig()
 
 
 def running(name: str, node: str, gpus: str) -> dict:
@@ -65,7 +65,7 @@ def test_a_pod_that_did_not_opt_in_keeps_every_node_that_fits():
     assert reply["NodeNames"] == NAMES and not reply["FailedNodes"]
 
 
-def test_off_by_default_filter_passes_every_node_that_fits():
-    rig = make_rig(eight_gpu_nodes(3), cluster_pods())
+def test_with_the_option_off_filter_passes_every_node_that_fits():
+    rig = make_rig(eight_gpu_nodes(3), cluster_pods(), scoring=ScoringConfig(decide_in_filter=False))
     pod = P.pod("p", gpus=2, annotations=FGD)
     assert json.loads(rig.extender.filter(parse_scheduling_args(P.names_args(pod, NAMES))))["NodeNames"] == NAMES

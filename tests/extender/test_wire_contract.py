@@ -118,8 +118,10 @@ def test_full_nodes_mode_filter_returns_the_surviving_node_objects_unchanged():
     args = parse_scheduling_args(P.nodes_args(P.pod(gpus=1, annotations={"gpufleet.io/placement": "fgd"}), nodes))
     reply = json.loads(rig.extender.filter(args))
     assert reply["NodeNames"] is None
-    assert reply["Nodes"] == {"metadata": {}, "items": nodes}
-    assert reply["FailedNodes"] == {} and reply["Error"] == ""
+    (top,) = reply["Nodes"]["items"]  # the opted-in pod keeps its top node, as the request carried it
+    assert top in nodes and reply["Nodes"]["metadata"] == {}
+    others = {n["metadata"]["name"] for n in nodes} - {top["metadata"]["name"]}
+    assert set(reply["FailedNodes"]) == others and reply["Error"] == ""
 
 
 def test_full_nodes_mode_prioritize_scores_the_nodes_carried_in_the_request():
