@@ -28,7 +28,7 @@ from gpufleet.scheduler.extender.pricecatalogs import RESOURCE as PRICES_RESOURC
 from gpufleet.scheduler.extender.pricecatalogs import CatalogOverlay, PriceCatalogs
 from gpufleet.scheduler.extender.scoring import SCORED_POLICIES, Scorer, ScoringConfig
 from gpufleet.scheduler.extender.server import ExtenderServer, ServerConfig
-from gpufleet.scheduler.extender.service import Extender
+from gpufleet.scheduler.extender.service import BindBacklog, Extender
 from gpufleet.scheduler.extender.state import RESOURCES, ClusterState, StateConfig
 from gpufleet.scheduler.model import Node, PodRequest
 from gpufleet.scheduler.workload import WorkloadMix
@@ -43,6 +43,8 @@ class ExtenderConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     events: EventConfig = field(default_factory=EventConfig)
     informer: InformerConfig = field(default_factory=InformerConfig)
+    #: Binds waiting on the API server before filter holds the next pod (``BindBacklog``; 0: never).
+    bind_backlog: int = 32
 
 
 class ExtenderApp:
@@ -73,7 +75,7 @@ class ExtenderApp:
         placements = PlacementPolicies(patcher=api, api=api, informer=config.informer) if api is not None else None
         prices = PriceCatalogs(state, catalog, patcher=api) if api is not None else None
         extender = Extender(state, scorer, metrics, catalog=catalog, binder=api, events=events,
-                            standalone=standalone, placements=placements)
+                            standalone=standalone, placements=placements, backlog=BindBacklog(config.bind_backlog))
         server = ExtenderServer(extender, metrics, host, port, config.server)
         metrics_server = None
         if metrics_address is not None:

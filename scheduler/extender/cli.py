@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "own scoring and the prioritize call (default; less CPU per pod). "
                              "--no-decide-in-filter: filter passes every node that fits and prioritize ranks them, "
                              "so soft preferences can outvote the extender at a low weight")
+    parser.add_argument("--bind-backlog", type=int, default=32, metavar="N",
+                        help="with more than N binds waiting on the API server, filter holds kube-scheduler's next "
+                             "pod (up to 0.5 s) so binds do not pass its timeout (default 32; 0: never)")
     parser.add_argument("--workload-mix", metavar="PATH",
                         help="pod list CSV (openb trace columns: name, cpu_milli, memory_mib, num_gpu, gpu_milli) "
                              "whose typical pods FGD measures fragmentation against, instead of learning them "
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         scoring=replace(defaults.scoring, interruption_penalty=args.interruption_penalty,
                         decide_in_filter=args.decide_in_filter),
         events=replace(defaults.events, rate_per_s=args.events_per_second),
+        bind_backlog=args.bind_backlog,
     )
     api = None
     try:

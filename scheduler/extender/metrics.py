@@ -36,7 +36,8 @@ class ExtenderMetrics:
             ["verb", "code"], registry=r)
         self.decisions = Counter(
             "gpufleet_extender_decisions_total",
-            "Prioritize answers by placement policy (off: neutral scores for pods that did not opt in).",
+            "Placement decisions (filter or prioritize answers) by policy (off: neutral scores for pods that did "
+            "not opt in).",
             ["policy"], registry=r)
         self.binds = Counter(
             "gpufleet_extender_binds_total", "Bind calls by result (bound, already_bound, error).",
@@ -44,6 +45,10 @@ class ExtenderMetrics:
         self.expired = Counter(
             "gpufleet_extender_assumptions_expired_total",
             "Decisions released because the pod was not seen bound before their deadline.", registry=r)
+        self.backpressure = Counter(
+            "gpufleet_extender_backpressure_seconds_total",
+            "Seconds filter held kube-scheduler's next pod because too many binds waited on the API server.",
+            registry=r)
         self.events = Counter(
             "gpufleet_extender_events_total", "Kubernetes Events by outcome (sent, dropped, failed).",
             ["outcome"], registry=r)

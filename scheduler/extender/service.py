@@ -11,7 +11,10 @@ node and prioritize gives every node the same score.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,11 +55,44 @@ class Binder(Protocol):
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
+class BindBacklog:
+    """Binds waiting on the API server. With more than ``limit`` of them, filter holds kube-scheduler's next
+    pod (up to ``max_wait_s``, well inside its 1 s timeout): its serial cycle then goes no faster than the API
+    server binds, instead of piling up binds until they pass kube-scheduler's timeout and it falls back to
+    its own binder, which races ours. ``limit`` 0 turns it off."""
+
+    def __init__(self, limit: int = 32, max_wait_s: float = 0.5) -> None:
+        self.limit = limit
+        self.max_wait_s = max_wait_s
+        self.in_flight = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def binding(self) -> Iterator[None]:
+        with self._changed:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_flight -= 1
+                self._changed.notify_all()
+
+    def wait(self) -> float:
+        """Seconds waited until at most ``limit`` binds were in flight (or ``max_wait_s`` passed)."""
+        if self.limit <= 0 or self.in_flight <= self.limit:
+            return 0.0
+        started = time.monotonic()
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_flight <= self.limit, timeout=self.max_wait_s)
+        return time.monotonic() - started
+
+
 class Extender:
     def __init__(self, state: ClusterState, scorer: Scorer, metrics: ExtenderMetrics, *,
                  catalog: PriceCatalog | None = None, binder: Binder | None = None,
                  events: EventRecorder | None = None, standalone: bool = False,
-                 placements: PlacementPolicies | None = None) -> None:
+                 placements: PlacementPolicies | None = None, backlog: BindBacklog | None = None) -> None:
         self.state = state
         self.placements = placements
         self.scorer = scorer
@@ -65,6 +101,7 @@ class Extender:
         self.binder = binder
         self.events = events
         self.standalone = standalone
+        self.backlog = backlog or BindBacklog()
         self._encoder = PriorityEncoder()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -127,6 +164,9 @@ class Extender:
         which GPU holds what (a share never spans two GPUs; whole GPUs and shares never mix)."""
         names = args.node_names
         pod = args.pod
+        waited = self.backlog.wait()  # before the lock: holds only kube-scheduler's cycle
+        if waited:
+            self.metrics.backpressure.inc(waited)
         if pod.gpu_error is not None:
             reason = f"gpufleet: {pod.gpu_error}"
             return encode_filter_result([], {}, dict.fromkeys(names, reason), args.nodes)
@@ -262,6 +302,10 @@ class Extender:
     # -- bind ----------------------------------------------------------------------------------
 
     def bind(self, args: BindingArgs) -> bytes:
+        with self.backlog.binding():
+            return self._bind(args)
+
+    def _bind(self, args: BindingArgs) -> bytes:
         if self.binder is None:
             self.metrics.binds.labels("error").inc()
             return encode_binding_result("gpufleet extender runs without API access (--standalone) "
