@@ -3,7 +3,7 @@ real control plane (`gpufleet cluster up`): N kwok nodes x 8 GPUs, P one-GPU pod
 `gpufleet.io/placement: fgd` (profile gpufleet-scheduler in both runs).
 
     python bench/cluster_throughput.py [--nodes 1000] [--pods 5000] [--repeat 1] [--cores shared,pinned]
-                                       [--null-extender zero,pack] [--no-decide-in-filter] [--out DIR]
+                                       [--null-extender zero,pack,decide] [--no-decide-in-filter] [--out DIR]
 
 Each run brings up its own cluster (without the extender: `--no-extender`, since an extender in the
 config turns off kube-scheduler's pod-signature batching), queues the pods while kube-scheduler is
@@ -22,9 +22,9 @@ controller manager, kube-scheduler, kwok) and this process on all cores but the 
 and the extender alone on the last core, as a sidecar with its own CPU request would be: what is
 left of the gap is the latency the extender adds to kube-scheduler's serial cycle, not its CPU.
 
-``--null-extender zero[,pack]`` adds runs with ``bench/null_extender.py`` in the extender's place: every
-node passes, every score is 0 (``pack``: the first name in sorted order gets 10, which packs nodes as FGD
-does one-GPU pods), the same Binding with its annotation and the same pod and node watches. Beside the
+``--null-extender zero[,pack,decide]`` adds runs with ``bench/null_extender.py`` in the extender's place:
+every node passes, every score is 0 (``pack``: the first name in sorted order gets 10, which packs nodes as
+FGD does one-GPU pods; ``decide``: filter leaves only that name, as gpufleet's extender does), the same Binding with its annotation and the same pod and node watches. Beside the
 run without an extender it measures what *any* extender with this contract costs kube-scheduler and the
 API server, the floor under gpufleet's. Each run first measures its idle cluster's load (``idle load``,
 cores): a slower run pays more of that background, which is not per-pod work.
@@ -83,8 +83,9 @@ QUANTILES = (0.5, 0.9, 0.99)
 
 LAYOUTS = ("shared", "pinned")
 NULL_EXTENDER = "null-extender"
-#: Runs with bench/null_extender.py, by its --scores: "null" scores 0 everywhere, "null-pack" packs nodes.
-NULL_MODES = {"null": "zero", "null-pack": "pack"}
+#: Runs with bench/null_extender.py, by its --scores: "null" scores 0 everywhere, "null-pack" packs nodes,
+#: "null-decide" leaves one node from filter.
+NULL_MODES = {"null": "zero", "null-pack": "pack", "null-decide": "decide"}
 #: Runs of gpufleet's extender beside "with", by their extra arguments.
 EXTENDER_MODES = {"with": (), "prioritize": ("--no-decide-in-filter",)}
 
@@ -344,10 +345,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="kube-scheduler's --feature-gates in both runs, e.g. OpportunisticBatching=false "
                              "(kube-scheduler turns that batching off whenever an extender is configured; off in "
                              "both runs, the two differ only by the extender)")
-    parser.add_argument("--null-extender", default="", metavar="zero,pack",
+    parser.add_argument("--null-extender", default="", metavar="zero,pack,decide",
                         help="more runs per layout with bench/null_extender.py instead of gpufleet's (every node "
                              "passes, the same Binding and watches): `zero` scores 0 everywhere (what any extender "
-                             "costs kube-scheduler and the API server), `pack` packs nodes as FGD does")
+                             "costs kube-scheduler and the API server), `pack` packs nodes as FGD does, `decide` "
+                             "leaves one node from filter as gpufleet's extender does by default")
     parser.add_argument("--no-decide-in-filter", action="store_true",
                         help="one more run per layout: gpufleet's extender with --no-decide-in-filter (filter passes "
                              "every node that fits, kube-scheduler scores them and calls prioritize)")

@@ -2,11 +2,12 @@
 what kube-scheduler and the API server pay for *any* extender (`cluster_throughput.py --null-extender`).
 
 filter passes every node it is given, prioritize scores them all 0 (kube-scheduler's own scores decide;
-with ``--scores pack``, 10 for the first name in sorted order, which packs nodes as FGD does one-GPU pods), bind posts the Binding with one annotation, as gpufleet's does, through the same client; like any
+with ``--scores pack``, 10 for the first name in sorted order, which packs nodes as FGD does one-GPU pods;
+with ``--scores decide``, filter leaves only that first name, as gpufleet's ``--decide-in-filter``), bind posts the Binding with one annotation, as gpufleet's does, through the same client; like any
 node-cache-capable extender it watches pods and nodes (through the same informer), and drops the events.
 A measuring device, not a scheduler.
 
-    python bench/null_extender.py --listen 127.0.0.1:PORT --kubeconfig PATH [--prefix /v1/] [--scores pack]
+    python bench/null_extender.py --listen 127.0.0.1:PORT --kubeconfig PATH [--prefix /v1/] [--scores pack|decide]
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class Drop:
         pass
 
 
-def answer(verb: str, args: dict[str, Any], api: KubernetesAPI, pack: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+def answer(verb: str, args: dict[str, Any], api: KubernetesAPI, scores: str = "zero") -> dict[str, Any] | list[dict[str, Any]]:
+    names = args.get("NodeNames") or []
+    first = min(names) if names and scores != "zero" else None
     if verb == "filter":
-        return {"NodeNames": args.get("NodeNames") or [], "FailedNodes": {}, "Error": ""}
+        if scores == "decide" and first is not None:
+            return {"NodeNames": [first], "FailedNodes": {n: "not first" for n in names if n != first}, "Error": ""}
+        return {"NodeNames": names, "FailedNodes": {}, "Error": ""}
     if verb == "prioritize":
-        names = args.get("NodeNames") or []
-        first = min(names) if pack and names else None
         return [{"Host": name, "Score": 10 if name == first else 0} for name in names]
     if verb == "bind":
         try:
@@ -51,7 +54,7 @@ def answer(verb: str, args: dict[str, Any], api: KubernetesAPI, pack: bool = Fal
     raise KeyError(verb)
 
 
-def serve(host: str, port: int, prefix: str, api: KubernetesAPI, pack: bool = False) -> ThreadingHTTPServer:
+def serve(host: str, port: int, prefix: str, api: KubernetesAPI, scores: str = "zero") -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as kube-scheduler's Go client expects
 
@@ -62,7 +65,7 @@ def serve(host: str, port: int, prefix: str, api: KubernetesAPI, pack: bool = Fa
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
-                reply = json.dumps(answer(self.path.removeprefix(prefix), json.loads(body), api, pack)).encode()
+                reply = json.dumps(answer(self.path.removeprefix(prefix), json.loads(body), api, scores)).encode()
                 status = 200
             except (KeyError, ValueError) as err:
                 reply, status = json.dumps({"Error": f"bad request: {err}"}).encode(), 400
@@ -90,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", required=True, help="HOST:PORT")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--prefix", default="/v1/", help="path prefix of the verbs (default /v1/)")
-    parser.add_argument("--scores", choices=("zero", "pack"), default="zero",
-                        help="prioritize: 0 everywhere (default), or 10 for the first name in sorted order")
+    parser.add_argument("--scores", choices=("zero", "pack", "decide"), default="zero",
+                        help="prioritize: 0 everywhere (default), or 10 for the first name in sorted order (pack); "
+                             "decide: filter leaves only that name")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     api = KubernetesAPI.connect(args.kubeconfig, user_agent="null-extender")
     for resource in ("pods", "nodes"):
         Informer(api, resource, Drop()).start()
-    serve(host, int(port), args.prefix, api, pack=args.scores == "pack").serve_forever()
+    serve(host, int(port), args.prefix, api, args.scores).serve_forever()
     return 0
 
 

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from bench.cluster_throughput import pod
-from bench.null_extender import serve
+from bench.null_extender import answer, serve
 from gpufleet.core.kube.client import KubernetesAPI
 from gpufleet.scheduler.localcluster.components import free_port
 
@@ -55,6 +55,8 @@ def test_the_null_extender_passes_every_node_scores_zero_and_binds(local_cluster
         again = post(url + "bind", {"PodName": created.metadata.name, "PodNamespace": "null-extender",
                                     "PodUID": created.metadata.uid, "Node": "gpu-node-00000"})
         assert again[0] == 200 and "already" in again[1]["Error"], again
+        assert answer("filter", {"NodeNames": names[::-1]}, api, scores="decide") == {
+            "NodeNames": ["gpu-node-00000"], "FailedNodes": {"gpu-node-00001": "not first"}, "Error": ""}
         assert post(url + "bind", {"PodName": "x"})[0] == 400
         assert post(url + "nonsense", {})[0] == 400
     finally:
