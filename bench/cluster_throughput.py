@@ -24,9 +24,10 @@ left of the gap is the latency the extender adds to kube-scheduler's serial cycl
 
 ``--null-extender zero[,pack,decide]`` adds runs with ``bench/null_extender.py`` in the extender's place:
 every node passes, every score is 0 (``pack``: the first name in sorted order gets 10, which packs nodes as
-FGD does one-GPU pods; ``decide``: filter leaves only that name, as gpufleet's extender does), the same Binding with its annotation and the same pod and node watches. Beside the
-run without an extender it measures what *any* extender with this contract costs kube-scheduler and the
-API server, the floor under gpufleet's. Each run first measures its idle cluster's load (``idle load``,
+FGD does one-GPU pods; ``decide``: filter leaves only that name, as gpufleet's extender does), with the
+same Binding and annotation and the same pod and node watches. Beside the run without an extender it
+measures what *any* extender with this contract costs kube-scheduler and the API server, the floor under
+gpufleet's. Each run first measures its idle cluster's load (``idle load``,
 cores): a slower run pays more of that background, which is not per-pod work.
 
 ``--no-decide-in-filter`` adds a run of gpufleet's extender with that flag: filter passes every node that
@@ -53,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpufleet.scheduler.localcluster import components, readiness
+from gpufleet.scheduler.localcluster import components, readiness, usage
 from gpufleet.scheduler.localcluster.cluster import ClusterOptions, LocalCluster
 from gpufleet.scheduler.localcluster.decisions import fidelity, read_decisions
 from gpufleet.scheduler.localcluster.podloader import PodLoader
@@ -153,19 +154,12 @@ def start_null_extender(cluster: LocalCluster, port: int, kubeconfig: Path, scor
     script = Path(__file__).resolve().parent / "null_extender.py"
     cluster.processes.start(ProcessSpec(NULL_EXTENDER, [sys.executable, str(script), "--listen", f"127.0.0.1:{port}",
                                                         "--kubeconfig", str(kubeconfig), "--scores", scores]))
-    ready = readiness.http_ok(f"http://127.0.0.1:{port}/readyz")
-    deadline = time.monotonic() + 60
-    while not ready():
-        cluster.processes.check(NULL_EXTENDER)
-        if time.monotonic() > deadline:
-            raise RuntimeError("the null extender did not answer within 60 s")
-        time.sleep(0.2)
+    readiness.wait_until("the null extender", readiness.http_ok(f"http://127.0.0.1:{port}/readyz"), 60,
+                         check_alive=lambda: cluster.processes.check(NULL_EXTENDER))
 
 
 def idle_cores(cluster: LocalCluster, seconds: float = IDLE_WINDOW_S) -> dict[str, float]:
     """CPU cores each component uses while nothing is scheduled, over ``seconds`` after a settle."""
-    from gpufleet.scheduler.localcluster import usage
-
     time.sleep(IDLE_SETTLE_S)
     before = usage.cpu_seconds(cluster.state_dir)
     time.sleep(seconds)
