@@ -133,11 +133,19 @@ class Result:
     #: CPU cores each component used on the idle cluster just before the pods came: a slower run pays
     #: more of that background, which is not per-pod work (one 15-s window: a rough guide only).
     idle_cores: dict[str, float] = field(default_factory=dict)
+    #: The extender's CPU seconds by part (``gpufleet_extender_cpu_seconds_total``: each verb, and the
+    #: connections' own; ``other``: the rest of the process, its watches above all).
+    extender_cpu_parts_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def extender_cpu_ms_per_pod(self) -> float:
         cpu = self.cpu_s.get("gpufleet-extender")
         return 1000 * cpu / self.pods if cpu is not None and self.pods else math.nan
+
+    def extender_cpu_parts(self) -> str:
+        """Per pod, ms: ``filter 0.40, bind 0.90, ...`` (only parts that used CPU)."""
+        parts = {k: v for k, v in self.extender_cpu_parts_s.items() if v > 0}
+        return ", ".join(f"{k} {1000 * v / self.pods:.2f}" for k, v in parts.items()) if self.pods else "-"
 
 
 def pod(i: int, scheduler_name: str = "gpufleet-scheduler") -> dict:
@@ -164,6 +172,12 @@ def idle_cores(cluster: LocalCluster, seconds: float = IDLE_WINDOW_S) -> dict[st
     before = usage.cpu_seconds(cluster.state_dir)
     time.sleep(seconds)
     return {k: v / seconds for k, v in usage.difference(usage.cpu_seconds(cluster.state_dir), before).items()}
+
+
+def extender_cpu_parts(info, samples=None) -> dict[str, float]:
+    """``gpufleet_extender_cpu_seconds_total`` by part, from ``samples`` or a scrape now."""
+    samples = samples if samples is not None else scrape(extender_metrics_url(info))
+    return {s.labels["part"]: s.value for s in samples.select("gpufleet_extender_cpu_seconds_total")}
 
 
 def mean(samples, name: str, **match: str) -> float:
@@ -199,6 +213,7 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str
         idle = idle_cores(cluster)
         say(f"[{mode} extender] ready in {info.seconds_to_ready:.1f} s; idle load {sum(idle.values()):.2f} cores; "
             f"queueing {pods:,} pods")
+        parts_before = extender_cpu_parts(info) if with_extender else {}
         with PodLoader(info.kubeconfig) as loader:
             loader.ensure_namespace(NAMESPACE)
             run: SchedulingRun = queue_and_schedule(cluster, info, loader, NAMESPACE, [pod(i) for i in range(pods)],
@@ -221,6 +236,9 @@ def run_one(mode: str, nodes: int, pods: int, state_root: Path, say, layout: str
                 result.extender_s[verb] = latency_percentiles(samples, "gpufleet_extender_request_duration_seconds",
                                                               QUANTILES, verb=verb)
                 result.extender_mean_s[verb] = mean(samples, "gpufleet_extender_request_duration_seconds", verb=verb)
+            parts = {k: v - parts_before.get(k, 0.0) for k, v in extender_cpu_parts(info, samples).items()}
+            process = run.cpu_s.get("gpufleet-extender", math.nan)
+            result.extender_cpu_parts_s = {**parts, "other": max(0.0, process - sum(parts.values()))}
             name = "gpufleet_extender_request_duration_seconds"
             within = samples.total(f"{name}_bucket", verb="bind", le=str(BIND_TIMEOUT_S))
             result.binds_over_timeout = int(samples.total(f"{name}_count", verb="bind") - within)
@@ -257,6 +275,7 @@ def table(without: Result, with_: Result) -> str:
                      f"{ms(percentiles[0.5])}/{ms(percentiles[0.99])} ({ms(with_.extender_mean_s[verb])})"))
     rows.append(("extender binds over 1 s", "-", str(with_.binds_over_timeout)))
     rows.append(("extender CPU ms per pod", "-", f"{with_.extender_cpu_ms_per_pod:.2f}"))
+    rows.append(("  by part", "-", with_.extender_cpu_parts()))
     rows.append(("attempts by result", _fmt(without.attempts), _fmt(with_.attempts)))
     names = sorted(set(without.cpu_s) | set(with_.cpu_s))
     for name in names:

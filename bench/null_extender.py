@@ -41,7 +41,7 @@ def answer(verb: str, args: dict[str, Any], api: KubernetesAPI, scores: str = "z
     first = min(names) if names and scores != "zero" else None
     if verb == "filter":
         if scores == "decide" and first is not None:
-            return {"NodeNames": [first], "FailedNodes": {n: "not first" for n in names if n != first}, "Error": ""}
+            return {"NodeNames": [first], "FailedNodes": {}, "Error": ""}  # the others left out, as gpufleet's
         return {"NodeNames": names, "FailedNodes": {}, "Error": ""}
     if verb == "prioritize":
         return [{"Host": name, "Score": 10 if name == first else 0} for name in names]

@@ -45,6 +45,12 @@ class ExtenderMetrics:
         self.expired = Counter(
             "gpufleet_extender_assumptions_expired_total",
             "Decisions released because the pod was not seen bound before their deadline.", registry=r)
+        self.cpu = Counter(
+            "gpufleet_extender_cpu_seconds_total",
+            "CPU seconds of the threads serving kube-scheduler, by part: one verb (from its request read to "
+            "its reply written, the API call of bind included) or connection (accepting it, reading request "
+            "headers, waiting for the next request). The rest of the process's CPU is the watches and scrapes.",
+            ["part"], registry=r)
         self.backpressure = Counter(
             "gpufleet_extender_backpressure_seconds_total",
             "Seconds filter held kube-scheduler's next pod because too many binds waited on the API server.",

@@ -49,6 +49,7 @@ MAX_HEADER_LINE = 65536
 MAX_HEADERS = 100
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 _date: tuple[int, str] = (0, "")
+_verbs_cpu = threading.local()  # CPU seconds of the verbs served on this connection's thread
 
 
 class _Headers(dict):
@@ -112,6 +113,7 @@ class _Verb:
         self.read = read  # the fast path from raw bytes; None from it: decode and ``parse``
         self.run = run
         self.duration = metrics.request_duration.labels(name)
+        self.cpu = metrics.cpu.labels(name)
         self._metrics = metrics
         self._codes: dict[int, Any] = {}
 
@@ -172,6 +174,7 @@ class _Server(ThreadingHTTPServer):
         self.verbs = verbs_of(extender, metrics) if config.verbs else {}
         self.tls = config.tls.context() if config.tls is not None else None
         self.bind_slots = threading.BoundedSemaphore(max(1, config.max_binds_in_flight))
+        self.connection_cpu = metrics.cpu.labels("connection")
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[Any, Any]:
@@ -180,6 +183,15 @@ class _Server(ThreadingHTTPServer):
             return conn, address
         # The handshake (and the client-certificate check) runs later, on the connection's thread.
         return self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """One connection's thread; its CPU outside the verbs is counted as ``connection``."""
+        cpu = time.thread_time()
+        _verbs_cpu.seconds = 0.0
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connection_cpu.inc(max(0.0, time.thread_time() - cpu - _verbs_cpu.seconds))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -254,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_POST(self) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         path = self.path.split("?", 1)[0]
         prefix = self.server.prefix
         verb = self.server.verbs.get(path[len(prefix):].strip("/")) if path.startswith(prefix) else None
@@ -266,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(code, JSON, body)
         verb.duration.observe(time.perf_counter() - started)
         verb.count(code)
+        spent = time.thread_time() - cpu
+        verb.cpu.inc(spent)
+        _verbs_cpu.seconds = getattr(_verbs_cpu, "seconds", 0.0) + spent
 
     def _handle(self, verb: _Verb) -> tuple[int, bytes]:
         raw = self._read_body()

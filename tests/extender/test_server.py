@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -120,6 +121,20 @@ def test_health_readiness_and_metrics(live):
     rig.state._synced.clear()
     status, data = client.request("GET", "/readyz")
     assert status == 503 and json.loads(data)["status"] == "not ready"
+
+
+def test_cpu_is_counted_per_verb_and_for_the_connection_apart(live):
+    rig, client = live
+    cpu = rig.metrics.registry.get_sample_value
+    other = Client(client.port)
+    assert other.post("filter", GOOD)[0] == 200 and other.post("prioritize", GOOD)[0] == 200
+    other.close()
+    deadline = time.monotonic() + 5
+    while not cpu("gpufleet_extender_cpu_seconds_total", {"part": "connection"}) and time.monotonic() < deadline:
+        time.sleep(0.01)  # counted when the connection's thread ends
+    for part in ("filter", "prioritize", "connection"):
+        assert cpu("gpufleet_extender_cpu_seconds_total", {"part": part}) > 0, part
+    assert cpu("gpufleet_extender_cpu_seconds_total", {"part": "bind"}) == 0
 
 
 def test_a_metrics_only_listener_serves_no_verbs():
