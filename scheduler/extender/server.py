@@ -100,8 +100,8 @@ class ServerConfig:
     #: Binds posting to the API server at once (default 256); more wait their turn. A bound on
     #: threads, not a throttle: binds in flight = pods/s x the API server's latency, and a lower cap
     #: makes them queue past kube-scheduler's 1 s timeout when the API server is slow (measured: 32
-    #: turned a 0.7 s API latency into 4 s binds). Past the API client's 64 pooled connections
-    #: (``gpufleet.core.kube.client``) each extra bind opens, then drops, a TLS connection.
+    #: turned a 0.7 s API latency into 4 s binds). The API client keeps as many idle connections
+    #: (``gpufleet.core.kube.transport.MAX_IDLE``), so no bind pays a TLS handshake after the first ones.
     max_binds_in_flight: int = 256
 
 

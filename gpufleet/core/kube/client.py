@@ -4,23 +4,24 @@
 events need (read a pod, post a Binding, post an Event); ``KubernetesAPI`` implements it, and the
 generic verbs (``get``, ``post``, ``put``, ``patch``, ``delete``) the controller uses, with the official ``kubernetes``
 client's configuration (kubeconfig or in-cluster: bearer token and its refresh hook, client
-certificates, CA, proxy). Requests go straight through that client's urllib3 pool with bodies
-encoded and replies decoded by msgspec: the generated models cost about a millisecond per pod to
-build and would drop fields we read, and its per-request machinery (parameter sanitising, URL
-building) was a fifth of the extender's CPU. Every failure surfaces as ``KubeAPIError``
-(``WatchExpired`` for 410 Gone, ``Conflict`` for 409).
+certificates, CA, proxy). Requests go through the lean HTTP/1.1 client of ``transport`` (urllib3, the
+API client's own pool, only through a proxy) with bodies encoded and replies decoded by msgspec: the
+generated models cost about a millisecond per pod to build and would drop fields we read, and its
+per-request machinery (parameter sanitising, URL building) was a fifth of the extender's CPU. Every
+failure surfaces as ``KubeAPIError`` (``WatchExpired`` for 410 Gone, ``Conflict`` for 409).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import msgspec
 
 from gpufleet.core.kube.errors import Conflict, KubeAPIError, WatchExpired
+from gpufleet.core.kube.transport import MAX_IDLE, Reply, Transport
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ PATHS = {
 #: finishes leaves the selection, which a watch reports as DELETED.
 SELECTORS = {"pods": "status.phase!=Succeeded,status.phase!=Failed"}
 LIST_PAGE = 500
-#: Connections kept to the API server (binds in flight at once, watches, events): as many as the
-#: extender lets binds run at once (``max_binds_in_flight``), or each bind past the pool's size pays a
-#: TLS handshake for a connection thrown away after one request.
-POOL_SIZE = 256
+#: Connections urllib3 keeps to the API server through a proxy (the transport keeps as many, ``MAX_IDLE``):
+#: as many as the extender lets binds run at once (``max_binds_in_flight``), or each bind past the
+#: pool's size pays a TLS handshake for a connection thrown away after one request.
+POOL_SIZE = MAX_IDLE
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -85,6 +86,10 @@ class KubernetesAPI:
     def __init__(self, api_client: Any, request_timeout_s: float = 30.0) -> None:
         self._client = api_client
         self._timeout = request_timeout_s
+        try:
+            self._transport = Transport.for_configuration(api_client.configuration)
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise KubeAPIError(f"loading the API server's TLS settings: {err}") from err
 
     @classmethod
     def connect(cls, kubeconfig: str | None, user_agent: str = "gpufleet") -> KubernetesAPI:
@@ -98,8 +103,8 @@ class KubernetesAPI:
                 config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
             else:
                 config.load_incluster_config(client_configuration=cfg)
-            # Binds run on one thread per kube-scheduler connection; with the default pool (5 x CPUs)
-            # a burst overflows it and every overflowing bind pays a new TLS handshake on both sides.
+            # Through a proxy requests go by urllib3: with the default pool (5 x CPUs) a burst of binds
+            # overflows it and every overflowing bind pays a new TLS handshake on both sides.
             cfg.connection_pool_maxsize = POOL_SIZE
             api_client = client.ApiClient(cfg)
         except (ConfigException, OSError, ValueError) as err:
@@ -109,55 +114,66 @@ class KubernetesAPI:
         return cls(api_client)
 
     def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
         self._client.close()
 
-    def _call(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-              timeout: Any = None, content_type: str = "application/json") -> Any:
-        """One request through the API client's pool, with the headers its ``call_api`` would send
-        (defaults, cookie, the configuration's bearer token, refreshed by its hook); returns the
-        urllib3 response (2xx) or raises KubeAPIError. ``timeout``: seconds in all, or (connect, read)."""
-        import urllib3
-
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        """What the API client's ``call_api`` would send: defaults (User-Agent), cookie, and the
+        configuration's bearer token, refreshed by its hook."""
         client = self._client
-        config = client.configuration
         headers = {"Accept": "application/json"}
-        if body is not None:
+        if content_type is not None:
             headers["Content-Type"] = content_type
         headers.update(client.default_headers)
         if client.cookie:
             headers["Cookie"] = client.cookie
-        url = config.host + path
-        if query:
-            url += "?" + urlencode(query, safe="/", quote_via=quote)
-        timeout = timeout or self._timeout
-        if isinstance(timeout, tuple):
-            timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        else:
-            timeout = urllib3.Timeout(total=timeout)
-        try:
-            token = config.auth_settings().get("BearerToken")
-            if token and token["value"]:
-                headers[token["key"]] = token["value"]
-            response = client.rest_client.pool_manager.request(
-                method, url, body=None if body is None else _encode(body), headers=headers, timeout=timeout,
-                preload_content=False)
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise KubeAPIError(f"{method} {path}: {err}") from err
-        if 200 <= response.status < 300:
-            return response
-        text = response.data.decode("utf-8", "replace")[:500]
-        response.release_conn()
-        status = response.status
-        if status == 410:
-            raise WatchExpired(f"{method} {path}: 410 Gone: {text}", status)
-        if status == 409:
-            raise Conflict(f"{method} {path}: 409 Conflict: {text}", status)
-        raise KubeAPIError(f"{method} {path}: {status} {response.reason}: {text}", status)
+        token = client.configuration.auth_settings().get("BearerToken")
+        if token and token["value"]:
+            headers[token["key"]] = token["value"]
+        return headers
 
-    def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
-        response = self._call(method, path, query, body)
-        data = response.data
-        response.release_conn()
+    def _exchange(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                  content_type: str = "application/json", timeout_s: float | None = None,
+                  stream: bool = False) -> tuple[Reply, Iterator[bytes]]:
+        """One request: the reply (its body unless ``stream``) and, for a 2xx ``stream``, the body's chunks.
+        Raises KubeAPIError for a failed request or a non-2xx reply."""
+        import urllib3
+
+        target = path + ("?" + urlencode(query, safe="/", quote_via=quote) if query else "")
+        timeout = timeout_s or self._timeout
+        try:
+            headers = self._headers(None if body is None else content_type)
+            data = None if body is None else _encode(body)
+            if self._transport is not None:
+                if stream:
+                    reply, chunks = self._transport.stream(method, target, headers, timeout)
+                else:
+                    reply, chunks = self._transport.request(method, target, headers, data, timeout), iter(())
+            else:  # a proxy: the API client's urllib3 pool
+                response = self._client.rest_client.pool_manager.request(
+                    method, self._client.configuration.host + target, body=data, headers=headers,
+                    timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout), preload_content=False)
+                streaming = stream and 200 <= response.status < 300
+                reply = Reply(response.status, response.reason, b"" if streaming else response.data)
+                chunks = _closing(response) if streaming else iter(())
+                if not streaming:
+                    response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            raise KubeAPIError(f"{method} {path}: {err}") from err
+        if 200 <= reply.status < 300:
+            return reply, chunks
+        text = reply.body.decode("utf-8", "replace")[:500]
+        message = f"{method} {path}: {reply.status} {reply.reason}: {text}"
+        if reply.status == 410:
+            raise WatchExpired(message, 410)
+        if reply.status == 409:
+            raise Conflict(message, 409)
+        raise KubeAPIError(message, reply.status)
+
+    def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+              content_type: str = "application/json") -> Any:
+        data = self._exchange(method, path, query, body, content_type)[0].body
         try:
             return _decode(data)
         except ValueError as err:
@@ -177,9 +193,9 @@ class KubernetesAPI:
     def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
                  "timeoutSeconds": timeout_s, **_selector(resource)}
-        response = self._call("GET", _path(resource), query, timeout=(10.0, timeout_s + 30.0))
+        _, chunks = self._exchange("GET", _path(resource), query, timeout_s=timeout_s + 30.0, stream=True)
         try:
-            for line in _lines(response):
+            for line in _lines(chunks):
                 try:
                     event = _decode(line)
                 except ValueError as err:
@@ -191,7 +207,9 @@ class KubernetesAPI:
                     raise WatchExpired(message, 410) if code == 410 else KubeAPIError(message, code)
                 yield kind, obj
         finally:
-            response.close()  # a stream left mid-way must not go back to the pool
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a stream left mid-way closes its connection
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None when it does not exist (404)."""
@@ -212,7 +230,7 @@ class KubernetesAPI:
     def delete(self, path: str) -> None:
         """Delete the object at ``path``; a missing object is not an error."""
         try:
-            _done(self._call("DELETE", path))
+            self._exchange("DELETE", path)
         except KubeAPIError as err:
             if err.status != 404:
                 raise
@@ -220,10 +238,7 @@ class KubernetesAPI:
     def patch(self, path: str, body: Any, patch_type: str = "merge") -> dict[str, Any]:
         """PATCH with a JSON merge patch (``merge``) or a JSON patch list (``json``)."""
         content = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
-        response = self._call("PATCH", path, body=body, content_type=content)
-        data = response.data
-        response.release_conn()
-        return _decode(data)
+        return self._json("PATCH", path, body=body, content_type=content)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
@@ -231,17 +246,18 @@ class KubernetesAPI:
     def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
         """Post a Binding; ``Conflict`` when the pod is already bound."""
         body = binding_body(namespace, name, uid, node, annotations)
-        _done(self._call("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body))
+        self._exchange("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body=body)
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
-        _done(self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body))
+        self._exchange("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
 
 
-def _done(response: Any) -> None:
-    """Read the rest of a reply before its connection goes back to the pool (an unread body would be
-    taken for the next reply on that connection)."""
-    _ = response.data
-    response.release_conn()
+def _closing(response: Any) -> Iterator[bytes]:
+    """A urllib3 streaming response's chunks; closed (not pooled) when left mid-way."""
+    try:
+        yield from response.stream(None, decode_content=False)
+    finally:
+        response.close()
 
 
 def _path(resource: str) -> str:
@@ -257,13 +273,13 @@ def _selector(resource: str) -> dict[str, str]:
     return {"fieldSelector": SELECTORS[resource]} if resource in SELECTORS else {}
 
 
-def _lines(response: Any) -> Iterator[bytes]:
-    """Newline-separated watch events from a streaming response, without re-copying the buffer."""
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Newline-separated watch events from a streaming body, without re-copying the buffer."""
     import urllib3
 
     pending = b""
     try:
-        for chunk in response.stream(None, decode_content=False):
+        for chunk in chunks:
             pending += chunk
             if b"\n" not in chunk:
                 continue
