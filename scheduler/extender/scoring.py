@@ -16,8 +16,9 @@ unknown nodes 0; kube-scheduler's choice then follows ours. Pods that did not op
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 
 import numpy as np
@@ -76,13 +77,23 @@ class NodeParts:
     spot: bool
 
 
+def _no_parts() -> tuple[NodeParts, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Ranking:
     policy: str
     scores: np.ndarray  # int64 per requested name, 0..10
     best: int  # index into the requested names, -1 when no node is feasible (or the pod is neutral)
     best_gpus: tuple[int, ...]
-    top: tuple[NodeParts, ...]
+    #: The top nodes and why they scored so, worked out only when asked (an Event's message, which
+    #: the rate limit keeps for a few pods a second).
+    explain: Callable[[], tuple[NodeParts, ...]] = _no_parts
+
+    @property
+    def top(self) -> tuple[NodeParts, ...]:
+        return self.explain()
 
     @property
     def neutral(self) -> bool:
@@ -90,7 +101,7 @@ class Ranking:
 
 
 def neutral(count: int) -> Ranking:
-    return Ranking(OFF, np.zeros(count, dtype=np.int64), -1, (), ())
+    return Ranking(OFF, np.zeros(count, dtype=np.int64), -1, ())
 
 
 class CompiledMix:
@@ -229,14 +240,14 @@ class Scorer:
         raw = np.where(ok, raw, -np.inf)
         scores = np.zeros(len(names), dtype=np.int64)
         if not ok.any():
-            return Ranking(policy, scores, -1, (), ())
+            return Ranking(policy, scores, -1, ())
         best_local = _best(raw, gpu_free, cpu_free)
         scores_known = _to_scores(raw, ok, best_local)
         scores[known] = scores_known
         best_row = int(r[best_local])
         gpus = pick_gpus(cluster, best_row, request, int(share[best_local]))
-        parts = _top_parts(cluster, r, known, names, scores_known, raw, delta, top)
-        return Ranking(policy, scores, int(known[best_local]), gpus, parts)
+        explain = partial(_top_parts, cluster, r, known, names, scores_known, raw, delta, top)
+        return Ranking(policy, scores, int(known[best_local]), gpus, explain)
 
 
 def rows_of(index: dict[str, int], names: Sequence[str]) -> np.ndarray:
