@@ -158,4 +158,5 @@ def informers(api: KubeAPI, state: ClusterState, catalog: PriceCatalog, metrics:
         metrics.relists.labels(resource).inc()
 
     return [Informer(api, resource, sink, config, on_synced=synced) for resource, sink in
-            (("nodes", NodeSink(state, catalog)), ("pods", PodSink(state)), ("namespaces", NamespaceSink(state)))]
+            (("nodes", NodeSink(state, catalog)), ("bound-pods", PodSink(state)),
+             ("namespaces", NamespaceSink(state)))]

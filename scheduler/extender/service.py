@@ -172,6 +172,7 @@ class Extender:
             return encode_filter_result([], {}, dict.fromkeys(names, reason), args.nodes)
         with self.state.lock:
             self._ingest(args)
+            self.state.remember_pending(pod)
             if pod.gpus == 0 or not self._scorable(args):
                 return encode_filter_result(names, {}, {}, args.nodes)
             self._expire()
@@ -287,6 +288,7 @@ class Extender:
         ranking: Ranking
         with self.state.lock:
             self._ingest(args)
+            self.state.remember_pending(pod)
             policy, applied = self.placing(pod)
             if policy == OFF or not self._scorable(args):
                 ranking = neutral(len(names))

@@ -26,7 +26,9 @@ from gpufleet.scheduler.model import Cluster, ModelError, PodRequest
 
 log = logging.getLogger(__name__)
 
-RESOURCES = ("nodes", "pods", "namespaces")
+RESOURCES = ("nodes", "bound-pods", "namespaces")
+#: Pods seen in requests and not yet bound, kept for bind (which carries no pod); the oldest go first.
+MAX_PENDING = 10_000
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,22 @@ class ClusterState:
     def pending_pod(self, uid: str) -> PodInfo | None:
         return self._pending.get(uid)
 
+    def remember_pending(self, info: PodInfo) -> None:
+        """A pod kube-scheduler asked about and not bound yet (the pod watch sees only bound pods), so
+        bind knows its request without reading it from the API server."""
+        if info.uid and not info.node_name:
+            with self.lock:
+                self._pending.pop(info.uid, None)
+                self._pending[info.uid] = info
+                if len(self._pending) > MAX_PENDING:
+                    del self._pending[next(iter(self._pending))]
+
     def replace_pods(self, infos: Iterable[PodInfo]) -> None:
         """A fresh list: placements the watch had confirmed for pods no longer listed go away;
         decisions still waiting for the watch stay until they expire."""
         with self.lock:
             infos = list(infos)
             listed = {i.uid for i in infos}
-            self._pending = {}
             for p in self.ledger:
                 if not p.assumed and p.uid not in listed:
                     self.ledger.remove(self.cluster, p.uid)

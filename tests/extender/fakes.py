@@ -12,6 +12,8 @@ from gpufleet.core.kube.errors import Conflict, KubeAPIError
 
 
 class FakeKubeAPI:
+    """``bound-pods`` is the ``pods`` script: the fake applies no field selector."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.objects: dict[str, list[dict[str, Any]]] = {"nodes": [], "pods": [], "namespaces": []}
@@ -42,12 +44,13 @@ class FakeKubeAPI:
     def list(self, resource: str) -> tuple[list[dict[str, Any]], str]:
         self.calls.append(("list", resource))
         self._maybe_fail("list")
+        resource = _stored(resource)
         return copy.deepcopy(self.objects[resource]), self.versions[resource]
 
     def watch(self, resource: str, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
         self.calls.append(("watch", resource, resource_version))
         self._maybe_fail("watch")
-        script = self.watch_scripts[resource]
+        script = self.watch_scripts[_stored(resource)]
         while script:
             item = script.pop(0)
             if isinstance(item, Exception):
@@ -92,3 +95,7 @@ class FakeKubeAPI:
         self.calls.append(("create_event", namespace))
         self._maybe_fail("create_event")
         self.events.append((namespace, body))
+
+
+def _stored(resource: str) -> str:
+    return "pods" if resource == "bound-pods" else resource

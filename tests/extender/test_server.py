@@ -137,6 +137,28 @@ def test_cpu_is_counted_per_verb_and_for_the_connection_apart(live):
     assert cpu("gpufleet_extender_cpu_seconds_total", {"part": "bind"}) == 0
 
 
+def test_a_connection_thread_is_kept_for_the_next_connection_and_concurrent_ones_get_their_own(rig):
+    server = ExtenderServer(rig.extender, rig.metrics, "127.0.0.1", 0)
+    server.start()
+    workers = server._server.workers
+    try:
+        for _ in range(3):  # one after another, as kube-scheduler opens one for most binds
+            client = Client(server.port)
+            assert client.request("GET", "/healthz")[0] == 200
+            client.close()
+            deadline = time.monotonic() + 5
+            while workers._waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert workers._threads == 1
+        clients = [Client(server.port) for _ in range(3)]  # all open at once
+        assert all(c.request("GET", "/healthz")[0] == 200 for c in clients)
+        assert workers._threads == 3
+        for c in clients:
+            c.close()
+    finally:
+        server.stop()
+
+
 def test_a_metrics_only_listener_serves_no_verbs():
     rig = make_rig([P.node("gpu-000")])
     server = ExtenderServer(rig.extender, rig.metrics, "127.0.0.1", 0, ServerConfig(verbs=False))

@@ -6,6 +6,7 @@ import json
 
 from gpufleet.core.kube.errors import KubeAPIError
 from gpufleet.scheduler.extender.events import EventConfig
+from gpufleet.scheduler.extender.pods import parse_pod
 from gpufleet.scheduler.extender.wire import parse_binding_args, parse_preemption_args, parse_scheduling_args
 
 from . import payloads as P
@@ -143,6 +144,31 @@ def test_bind_of_a_pod_the_extender_never_saw_reads_it_from_the_api(rig):
     assert bind(rig, pod, "gpu-001") == {"Error": ""}
     assert ("get_pod", "ml", "unseen-0") in rig.api.calls
     assert rig.api.binds[0]["annotations"] == {"gpufleet.io/gpu-ids": "0,1,2"}
+
+
+def test_bind_of_a_pod_seen_in_filter_needs_no_read_though_the_watch_never_showed_it(rig):
+    # The pod watch carries bound pods only; a plain pod with several nodes left has no decision either.
+    pod = P.pod("plain-0", gpus=2)
+    rig.api.add_pod(pod)
+    assert filter_(rig, pod)["NodeNames"] == NAMES
+    assert bind(rig, pod, "gpu-002") == {"Error": ""}
+    assert not [c for c in rig.api.calls if c[0] == "get_pod"]
+    assert rig.api.binds[0]["annotations"] == {"gpufleet.io/gpu-ids": "0,1"}
+    assert rig.state.pending_pod(pod["metadata"]["uid"]) is not None  # until the watch shows it bound
+    bound = P.pod("plain-0", gpus=2, node_name="gpu-002", annotations={"gpufleet.io/gpu-ids": "0,1"})
+    rig.state.upsert_pod(parse_pod(bound))
+    assert rig.state.pending_pod(pod["metadata"]["uid"]) is None
+
+
+def test_pods_remembered_for_bind_are_bounded_oldest_first(monkeypatch):
+    from gpufleet.scheduler.extender import state as state_module
+
+    monkeypatch.setattr(state_module, "MAX_PENDING", 3)
+    rig = make_rig(eight_gpu_nodes(1))
+    pods = [parse_pod(P.pod(f"p-{i}", gpus=1)) for i in range(5)]
+    for info in pods:
+        rig.state.remember_pending(info)
+    assert [rig.state.pending_pod(i.uid) is not None for i in pods] == [False, False, True, True, True]
 
 
 def test_bind_errors_release_the_gpus_and_are_reported_to_kube_scheduler(rig):
