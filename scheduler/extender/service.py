@@ -76,7 +76,8 @@ class BindBacklog:
         finally:
             with self._changed:
                 self.in_flight -= 1
-                self._changed.notify_all()
+                if self.in_flight == self.limit:  # wake a held filter once, when it may go on
+                    self._changed.notify_all()
 
     def wait(self) -> float:
         """Seconds waited until at most ``limit`` binds were in flight (or ``max_wait_s`` passed)."""
