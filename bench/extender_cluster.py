@@ -25,7 +25,7 @@ from gpufleet.scheduler.extender.nodes import parse_node
 from gpufleet.scheduler.extender.pods import parse_pod
 from gpufleet.scheduler.extender.scoring import Scorer
 from gpufleet.scheduler.extender.service import Extender
-from gpufleet.scheduler.extender.state import ClusterState
+from gpufleet.scheduler.extender.state import RESOURCES, ClusterState
 
 #: (instance type, nvidia.com/gpu.product, vCPU, memory GiB)
 SHAPES = [
@@ -132,7 +132,7 @@ def cached_extender(node_count: int, fill: float = 0.6, seed: int = 0,
     nodes = [node(i) for i in range(node_count)]
     state.replace_nodes([parse_node(n, catalog) for n in nodes])
     state.replace_pods([parse_pod(p) for p in running_pods(node_count, fill, seed)])
-    for resource in ("nodes", "pods", "namespaces"):
+    for resource in RESOURCES:
         state.mark_synced(resource)
     metrics = ExtenderMetrics(registry or CollectorRegistry())
     scorer = Scorer()
