@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -118,6 +120,22 @@ def test_a_pooled_connection_the_server_closed_is_retried_once_on_a_new_one(serv
     assert transport.request("GET", "/first", {}, None, 5).body == b"ok"
     assert transport.request("POST", "/second", {}, b"{}", 5).body == b"ok"
     assert server.connections == 2 and [n for n, _ in server.requests] == [1, 1, 2]
+
+
+def test_idle_connections_the_server_closed_are_dropped_not_reused(serve):
+    server, transport = serve(lambda n, req: ThenClose(reply(b"ok")) if n <= 2 else reply(b"fresh"))
+    gate = threading.Barrier(2)
+
+    def concurrent() -> bytes:
+        gate.wait()
+        return transport.request("GET", "/a", {}, None, 5).body
+
+    with ThreadPoolExecutor(2) as pool:  # two connections at once, both pooled, both closed by the server
+        assert list(pool.map(lambda _: concurrent(), range(2))) == [b"ok", b"ok"]
+    time.sleep(0.2)
+    assert len(transport._idle) == 2
+    assert transport.request("POST", "/b", {}, b"{}", 5).body == b"fresh"  # after an idle spell: both dropped
+    assert server.connections == 3
 
 
 def test_a_new_connection_closed_before_replying_is_an_error_not_a_retry(serve):

@@ -12,6 +12,7 @@ returns None for a configuration with one, and ``KubernetesAPI`` keeps urllib3 t
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import threading
@@ -46,6 +47,12 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb", buffering=_READ_BUFFER)
+
+    def dropped(self) -> bool:
+        """An idle connection the server closed (or sent something unasked on): not to be reused."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         for part in (self.reader, self.sock):
@@ -211,8 +218,8 @@ class Transport:
               timeout_s: float) -> tuple[_Connection, int, str, int | None, bool, bool]:
         """Send on an idle connection (once more on a new one if the server had closed it) and read the head."""
         message = self._message(method, target, headers, body)
-        for _ in range(2):
-            conn, reused = self._take(timeout_s)
+        for attempt in range(2):
+            conn, reused = self._take(timeout_s, pooled=attempt == 0)
             try:
                 conn.sock.settimeout(timeout_s)
                 conn.sock.sendall(message)
@@ -221,11 +228,11 @@ class Transport:
                 conn.close()
                 if not reused:
                     raise
-                # A kept-alive connection the server closed while it was idle: nothing was read there.
+                # A kept-alive connection the server closed as it was taken: nothing was read there.
             except BaseException:
                 conn.close()
                 raise
-        raise _Closed("the server closed two connections in a row before replying")
+        raise AssertionError("unreachable: the second attempt is on a new connection")
 
     def _message(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._authority}"]
@@ -236,10 +243,16 @@ class Transport:
             raise ValueError(f"refusing to send a request line or header with control characters: {target[:80]!r}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
-    def _take(self, timeout_s: float) -> tuple[_Connection, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+    def _take(self, timeout_s: float, pooled: bool = True) -> tuple[_Connection, bool]:
+        """The most recently used idle connection the server has not closed, else a new one."""
+        while pooled:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                break
+            if not conn.dropped():
+                return conn, True
+            conn.close()
         sock = socket.create_connection((self.host, self.port), timeout=min(timeout_s, self.connect_timeout_s))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
