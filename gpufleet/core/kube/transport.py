@@ -3,11 +3,12 @@ and server name the ``kubernetes`` client's configuration loaded), one request a
 last-in-first-out pool shared by threads.
 
 ``KubernetesAPI`` sends its requests and watches through it. Per Binding the extender's thread spent
-about 490 us of CPU in urllib3 and http.client (header objects, the email parser, retries and
-timeouts objects) and 90 us here (bench/kube_client_cost.py); the pod watch pays that per event.
-It speaks what the API server answers: bodies with Content-Length, chunked or up to the close;
-keep-alive unless the reply says close. Proxies are not spoken: ``Transport.for_configuration``
-returns None for a configuration with one, and ``KubernetesAPI`` keeps urllib3 there.
+570-760 us of CPU in urllib3 and http.client (header objects, the email parser, retry and timeout
+objects) and 160-190 us here (bench/kube_client_cost.py). It speaks what the API server answers:
+bodies with Content-Length, chunked or up to the close; keep-alive unless the reply says close. The
+API server closes connections idle for 90 s: a pooled one is checked when taken. Proxies are not
+spoken: ``Transport.for_configuration`` returns None for a configuration with one, and
+``KubernetesAPI`` keeps urllib3 there.
 """
 
 from __future__ import annotations
