@@ -157,6 +157,22 @@ def _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, mill
             out_score[n] = _quantised(frag_before[n] - after, quantise)
 
 
+@njit(cache=True, nogil=True)
+def _best_node(score, feasible, gpu_free, cpu_free):
+    best = -1
+    best_gpu = 0
+    for n in range(score.shape[0]):
+        if not feasible[n]:
+            continue
+        gpu = 0
+        for g in range(gpu_free.shape[1]):
+            gpu += gpu_free[n, g]
+        if best < 0 or score[n] > score[best] or (score[n] == score[best] and (
+                gpu < best_gpu or (gpu == best_gpu and cpu_free[n] < cpu_free[best]))):
+            best, best_gpu = n, gpu
+    return best
+
+
 def _check(gpu_free: np.ndarray, *per_node: np.ndarray) -> None:
     if gpu_free.ndim != 2 or gpu_free.dtype != np.int32:
         raise TypeError(f"gpu_free must be int32[N, G], got {gpu_free.dtype}{list(gpu_free.shape)}")
@@ -203,3 +219,11 @@ def fgd_scores(gpu_free: np.ndarray, cpu_free: np.ndarray, model: np.ndarray, fe
     _fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, np.int64(cpu), np.int32(num),
                 np.int32(milli), *mix, _scratch(gpu_free, mix), bool(quantise), score, gpu)
     return score, gpu
+
+
+def best_node(score: np.ndarray, feasible: np.ndarray, gpu_free: np.ndarray, cpu_free: np.ndarray) -> int:
+    """The feasible node with the highest score, -1 when none is feasible. Among equal scores, the one
+    kube-scheduler's MostAllocated would pack first: least free GPU (summed), then least free CPU,
+    then the first."""
+    _check(gpu_free, score, feasible, cpu_free)
+    return int(_best_node(score, feasible, gpu_free, cpu_free))

@@ -86,6 +86,15 @@ def fgd_scores(gpu_free, cpu_free, model, feasible, frag_before, cpu, num, milli
     return scores, choice
 
 
+def best_node(score, feasible, gpu_free, cpu_free) -> int:
+    candidates = [n for n in range(len(score)) if feasible[n]]
+    if not candidates:
+        return -1
+    top = max(score[n] for n in candidates)
+    return min((n for n in candidates if score[n] == top),
+               key=lambda n: (int(sum(gpu_free[n])), int(cpu_free[n]), n))
+
+
 # -- fgd-strand: twins of gpufleet.scheduler.kernels_strand -------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, cached_property, partial
 from itertools import repeat
 
 import numpy as np
@@ -84,12 +84,19 @@ def _no_parts() -> tuple[NodeParts, ...]:
 @dataclass(frozen=True)
 class Ranking:
     policy: str
-    scores: np.ndarray  # int64 per requested name, 0..10
     best: int  # index into the requested names, -1 when no node is feasible (or the pod is neutral)
     best_gpus: tuple[int, ...]
+    #: The 0..10 score of every requested name, worked out only when asked: prioritize needs them,
+    #: filter deciding needs only the best node.
+    score_all: Callable[[], np.ndarray]
     #: The top nodes and why they scored so, worked out only when asked (an Event's message, which
     #: the rate limit keeps for a few pods a second).
     explain: Callable[[], tuple[NodeParts, ...]] = _no_parts
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """int64 per requested name, 0..10."""
+        return self.score_all()
 
     @property
     def top(self) -> tuple[NodeParts, ...]:
@@ -101,7 +108,7 @@ class Ranking:
 
 
 def neutral(count: int) -> Ranking:
-    return Ranking(OFF, np.zeros(count, dtype=np.int64), -1, ())
+    return Ranking(OFF, -1, (), partial(np.zeros, count, dtype=np.int64))
 
 
 class CompiledMix:
@@ -237,17 +244,13 @@ class Scorer:
             raw = spread.raw_scores(gpu_free, cpu_free, cluster.gpu_count[r], cluster.cpu_capacity[r], request)
             if request.is_gpu_share:
                 share = spread.most_free_gpu(gpu_free, request.gpu_milli)
-        raw = np.where(ok, raw, -np.inf)
-        scores = np.zeros(len(names), dtype=np.int64)
-        if not ok.any():
-            return Ranking(policy, scores, -1, ())
-        best_local = _best(raw, gpu_free, cpu_free)
-        scores_known = _to_scores(raw, ok, best_local)
-        scores[known] = scores_known
-        best_row = int(r[best_local])
-        gpus = pick_gpus(cluster, best_row, request, int(share[best_local]))
-        explain = partial(_top_parts, cluster, r, known, names, scores_known, raw, delta, top)
-        return Ranking(policy, scores, int(known[best_local]), gpus, explain)
+        best_local = kernels.best_node(raw, ok, gpu_free, cpu_free)
+        if best_local < 0:
+            return Ranking(policy, -1, (), partial(np.zeros, len(names), dtype=np.int64))
+        known_scores = cache(partial(_to_scores, raw, ok, best_local))
+        gpus = pick_gpus(cluster, int(r[best_local]), request, int(share[best_local]))
+        return Ranking(policy, int(known[best_local]), gpus, partial(_spread, len(names), known, known_scores),
+                       partial(_top_parts, cluster, r, known, names, known_scores, raw, delta, top))
 
 
 def rows_of(index: dict[str, int], names: Sequence[str]) -> np.ndarray:
@@ -274,18 +277,17 @@ def _to_scores(raw: np.ndarray, ok: np.ndarray, best: int) -> np.ndarray:
     return scores
 
 
-def _best(raw: np.ndarray, gpu_free: np.ndarray, cpu_free: np.ndarray) -> int:
-    """The top node; among equals the one kube-scheduler's MostAllocated tie-break would pick (least
-    free GPU, then CPU), then the first asked about."""
-    tied = np.flatnonzero(raw == raw.max())
-    if len(tied) == 1:
-        return int(tied[0])
-    order = np.lexsort((tied, cpu_free[tied], gpu_free[tied].sum(axis=1)))
-    return int(tied[order[0]])
+def _spread(count: int, known: np.ndarray, known_scores: Callable[[], np.ndarray]) -> np.ndarray:
+    """Scores of every requested name from those of the names the cluster knows (unknown -> 0)."""
+    scores = np.zeros(count, dtype=np.int64)
+    scores[known] = known_scores()
+    return scores
 
 
-def _top_parts(cluster: Cluster, r: np.ndarray, known: np.ndarray, names: Sequence[str], scores: np.ndarray,
-               raw: np.ndarray, delta: np.ndarray | None, top: int) -> tuple[NodeParts, ...]:
+def _top_parts(cluster: Cluster, r: np.ndarray, known: np.ndarray, names: Sequence[str],
+               known_scores: Callable[[], np.ndarray], raw: np.ndarray, delta: np.ndarray | None,
+               top: int) -> tuple[NodeParts, ...]:
+    scores = known_scores()
     order = np.lexsort((-raw, -scores))[:top]
     per_gpu = cost.price_per_gpu_hour(cluster.price_per_hour[r], cluster.gpu_count[r])
     parts = []

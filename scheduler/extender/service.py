@@ -448,9 +448,9 @@ class Extender:
 
 def _keep(policy: str, names: Sequence[str], posted: Placement) -> Ranking:
     """The ranking of a pod already bound (by our Binding) to ``posted.node``: that node first."""
-    scores = np.array([10 if n == posted.node else 0 for n in names], dtype=np.int64)
     best = names.index(posted.node) if posted.node in names else -1
-    return Ranking(policy, scores, best, posted.gpus if best >= 0 else ())
+    return Ranking(policy, best, posted.gpus if best >= 0 else (),
+                   lambda: np.array([10 if n == posted.node else 0 for n in names], dtype=np.int64))
 
 
 def _posted(placement: Placement | None) -> Placement | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpufleet.scheduler import kernels, reference
 from gpufleet.scheduler.workload import PodShape, WorkloadMix
@@ -46,6 +47,27 @@ def test_fgd_scores_and_gpu_choice_match_reference(cluster, pod, mix, quantise):
     slow_score, slow_gpu = reference.fgd_scores(*args)
     np.testing.assert_allclose(fast_score, slow_score, rtol=1e-12, atol=1e-9)
     assert fast_gpu.tolist() == slow_gpu
+
+
+@SETTINGS
+@given(cluster=clusters(), data=st.data())
+def test_best_node_matches_reference(cluster, data):
+    n = len(cluster.cpu_free)
+    # Few distinct scores, so ties (broken by free GPU, then CPU, then order) are common.
+    score = np.array(data.draw(st.lists(st.sampled_from([-1.0, 0.0, 37.0, 51.5, 99.0]), min_size=n, max_size=n)))
+    feasible = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    args = (score, feasible, cluster.gpu_free, cluster.cpu_free)
+    assert kernels.best_node(*args) == reference.best_node(*args)
+
+
+def test_best_node_breaks_ties_as_most_allocated_would():
+    gpu_free = np.array([[1000, 1000], [500, 0], [500, 0], [0, 0]], dtype=np.int32)
+    cpu_free = np.array([1000, 4000, 2000, 0], dtype=np.int64)
+    score = np.array([90.0, 90.0, 90.0, 95.0])
+    assert kernels.best_node(score, np.array([True, True, True, False]), gpu_free, cpu_free) == 2
+    assert kernels.best_node(score, np.array([True, True, False, False]), gpu_free, cpu_free) == 1
+    assert kernels.best_node(score, np.array([True, True, True, True]), gpu_free, cpu_free) == 3
+    assert kernels.best_node(score, np.zeros(4, dtype=bool), gpu_free, cpu_free) == -1
 
 
 def test_fragment_of_a_node_counts_only_gpus_too_small_for_each_task():
