@@ -7,6 +7,7 @@ does not pay the JIT.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class ExtenderApp:
     def start(self) -> None:
         started = time.perf_counter()
         warm_up()
+        gc.freeze()  # modules and compiled kernels live as long as the process (see ``informers``)
         log.info("kernels warm in %.2fs", time.perf_counter() - started)
         if self.events is not None:
             self.events.start()

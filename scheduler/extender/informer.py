@@ -7,6 +7,7 @@ synced in the cluster state once its first list is applied.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from typing import Any
 
@@ -156,6 +157,9 @@ def informers(api: KubeAPI, state: ClusterState, catalog: PriceCatalog, metrics:
     def synced(resource: str) -> None:
         state.mark_synced(resource)
         metrics.relists.labels(resource).inc()
+        # What was just listed lives as long as the cache: the cyclic GC's full passes need not scan it
+        # again (they cost ~20 us per pod at 1,000 nodes, mostly re-scanning long-lived objects).
+        gc.freeze()
 
     return [Informer(api, resource, sink, config, on_synced=synced) for resource, sink in
             (("nodes", NodeSink(state, catalog)), ("bound-pods", PodSink(state)),

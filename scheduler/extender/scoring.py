@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property, partial
+from functools import cached_property, partial
 from itertools import repeat
 
 import numpy as np
@@ -247,7 +247,7 @@ class Scorer:
         best_local = kernels.best_node(raw, ok, gpu_free, cpu_free)
         if best_local < 0:
             return Ranking(policy, -1, (), partial(np.zeros, len(names), dtype=np.int64))
-        known_scores = cache(partial(_to_scores, raw, ok, best_local))
+        known_scores = _Once(partial(_to_scores, raw, ok, best_local))
         gpus = pick_gpus(cluster, int(r[best_local]), request, int(share[best_local]))
         return Ranking(policy, int(known[best_local]), gpus, partial(_spread, len(names), known, known_scores),
                        partial(_top_parts, cluster, r, known, names, known_scores, raw, delta, top))
@@ -275,6 +275,19 @@ def _to_scores(raw: np.ndarray, ok: np.ndarray, best: int) -> np.ndarray:
         scores[ok] = 9
     scores[best] = 10
     return scores
+
+
+class _Once:
+    """``compute()``'s value, worked out at the first call (cheaper to make than ``functools.cache``)."""
+
+    def __init__(self, compute: Callable[[], np.ndarray]) -> None:
+        self._compute: Callable[[], np.ndarray] | None = compute
+        self._value: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        if self._compute is not None:
+            self._value, self._compute = self._compute(), None
+        return self._value
 
 
 def _spread(count: int, known: np.ndarray, known_scores: Callable[[], np.ndarray]) -> np.ndarray:
