@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import msgspec
+
 from gpufleet.core import names
 from gpufleet.core.quantity import QuantityError, parse_quantity
 from gpufleet.scheduler.extender.errors import Problems, as_dict, as_list, as_str, str_map
@@ -38,6 +40,11 @@ PLACEMENTS = ("fgd", "fgd-strand", "binpack", "spread", "cost", "off")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 _MIB = Decimal(2**20)
 _RESOURCES = ("cpu", "memory", GPU_RESOURCE, GPU_MILLI_RESOURCE)
+#: The spec fields ``_pod_requests`` and ``_model_rule`` read.
+_SPEC_FIELDS = ("containers", "initContainers", "resources", "overhead", "nodeSelector", "affinity")
+_SPECS: dict[bytes, tuple[dict[str, Decimal], ModelRule]] = {}  # their JSON -> what they parse to
+_SPECS_KEPT = 1024
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -134,8 +141,7 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
     labels = str_map(meta.get("labels"), f"{path}.metadata.labels", problems)
     node_name = as_str(spec.get("nodeName"), f"{path}.spec.nodeName", problems)
     phase = as_str(status.get("phase"), f"{path}.status.phase", problems)
-    totals = _pod_requests(spec, f"{path}.spec", problems)
-    rule = _model_rule(spec, f"{path}.spec", problems)
+    totals, rule = _spec_parts(spec, f"{path}.spec", problems)
     problems.raise_if_any()
 
     notes: list[str] = []
@@ -153,6 +159,26 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
         interruptible=interruptible, gpu_ids=gpu_ids, model_rule=rule, problems=tuple(notes), gpu_error=gpu_error,
         labels=labels,
     )
+
+
+def _spec_parts(spec: dict, path: str, problems: Problems) -> tuple[dict[str, Decimal], ModelRule]:
+    """The pod's request totals and model rule, from ``_SPECS`` when a pod with the same fields was
+    parsed before: the replicas of a workload share them, and each pod is parsed at filter and again
+    at its watch events."""
+    try:
+        key: bytes | None = _encode([spec.get(k) for k in _SPEC_FIELDS])
+    except (TypeError, ValueError):  # not JSON-shaped (a caller's own object): parsed, not kept
+        key = None
+    known = _SPECS.get(key) if key is not None else None
+    if known is not None:
+        return known
+    before = len(problems.items)
+    parts = _pod_requests(spec, path, problems), _model_rule(spec, path, problems)
+    if key is not None and len(problems.items) == before < 100:  # only what parsed cleanly is kept
+        if len(_SPECS) >= _SPECS_KEPT:
+            _SPECS.clear()
+        _SPECS[key] = parts
+    return parts
 
 
 def _container_requests(container: dict, path: str, problems: Problems) -> dict[str, Decimal]:

@@ -130,6 +130,22 @@ def test_structural_problems_are_all_reported_with_their_paths():
     assert any(x.startswith("Pod.spec.initContainers: expected an array") for x in problems)
 
 
+def test_replicas_sharing_a_spec_parse_to_their_own_identity_and_a_bad_spec_fails_every_time():
+    first = parse_pod(P.pod("web-0", node_name="gpu-a", annotations={"gpufleet.io/gpu-ids": "3"}))
+    second = parse_pod(P.pod("web-1", node_name="gpu-b"))  # the same containers: the spec's parse is reused
+    assert (first.name, first.node_name, first.gpu_ids, first.request.name) == ("web-0", "gpu-a", (3,), "ml/web-0")
+    assert (second.name, second.node_name, second.gpu_ids, second.request.name) == ("web-1", "gpu-b", None, "ml/web-1")
+    assert second.request.cpu_milli == first.request.cpu_milli == 4000 and second.request.num_gpu == 1
+    bigger = P.pod("web-2", cpu="6")
+    assert parse_pod(bigger).request.cpu_milli == 6000
+    bad = P.pod("web-3", cpu="lots")
+    for _ in range(2):  # a spec that failed is never kept as parsed
+        with pytest.raises(WireError, match=r"Pod.spec.containers\[0\].resources.requests.cpu"):
+            parse_pod(bad)
+    bad["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "4"
+    assert parse_pod(bad).request == parse_pod(P.pod("web-3")).request
+
+
 def test_a_real_shaped_node_gives_allocatable_gpu_model_price_and_capacity_type():
     info = parse_node(P.node("gpu-000"), CATALOG)
     node = info.node
