@@ -49,18 +49,47 @@ def _package_root(tree: Path, into: Path) -> Path:
     return into
 
 
-def _watch_events(template: dict, pod: dict, node: str) -> list[bytes]:
-    """The pod's events as the API server sends them: bound (still Pending), then Running."""
+def _watch_events(template: dict, pod: dict, node: str, gpu_ids: str) -> list[bytes]:
+    """The pod's events as the API server sends them: bound (still Pending, with the Binding's
+    ``gpufleet.io/gpu-ids``), then Running."""
     bound = copy.deepcopy(template)
     bound["metadata"].update(name=pod["metadata"]["name"], namespace=pod["metadata"]["namespace"],
                              uid=pod["metadata"]["uid"])
-    bound["metadata"]["annotations"] = {**pod["metadata"]["annotations"], "gpufleet.io/gpu-ids": "0"}
+    bound["metadata"]["annotations"] = {**pod["metadata"]["annotations"], "gpufleet.io/gpu-ids": gpu_ids}
     bound["spec"]["containers"] = pod["spec"]["containers"]
     bound["spec"]["nodeName"] = node
     running = copy.deepcopy(bound)
     bound["status"] = {"phase": "Pending", "qosClass": "Burstable",
                        "conditions": [{"type": "PodScheduled", "status": "True"}]}
     return [json.dumps({"type": "MODIFIED", "object": obj}).encode() for obj in (bound, running)]
+
+
+def one_pod(verbs: dict, sink, state, template: dict, pod: dict, body: bytes,
+            gap: float) -> tuple[float, float, float]:
+    """Filter, bind and the two watch events of one pod, ``gap`` seconds apart (half a gap before bind
+    and before the events); thread CPU seconds of each part."""
+    from gpufleet.core.kube.client import _decode
+    from gpufleet.scheduler.extender.server import answer
+
+    time.sleep(gap)
+    started = time.thread_time()
+    _, reply = answer(verbs["filter"], body)
+    filtered = time.thread_time()
+    node = json.loads(reply)["NodeNames"][0]
+    binding = json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": pod["metadata"]["namespace"],
+                          "PodUID": pod["metadata"]["uid"], "Node": node}).encode()
+    time.sleep(gap / 2)
+    bind_started = time.thread_time()
+    answer(verbs["bind"], binding)
+    bound = time.thread_time()
+    gpus = state.ledger.get(pod["metadata"]["uid"]).gpus
+    events = _watch_events(template, pod, node, ",".join(map(str, gpus)))
+    time.sleep(gap / 2)
+    watch_started = time.thread_time()
+    for event in events:
+        decoded = _decode(event)
+        sink.apply(decoded["type"], decoded["object"])
+    return filtered - started, bound - bind_started, time.thread_time() - watch_started
 
 
 def child(args: argparse.Namespace) -> None:
@@ -70,42 +99,22 @@ def child(args: argparse.Namespace) -> None:
     import gpufleet.scheduler  # noqa: F401  (the package from --package-root, before bench imports it)
     from bench.extender_cluster import cached_extender
     from bench.http_servers import _bodies
-    from gpufleet.core.kube.client import _decode
     from gpufleet.scheduler.extender.app import warm_up
     from gpufleet.scheduler.extender.informer import PodSink
-    from gpufleet.scheduler.extender.server import answer, verbs_of
+    from gpufleet.scheduler.extender.server import verbs_of
 
     warm_up()
     extender, metrics, _ = cached_extender(1000, args.fill)
     verbs = verbs_of(extender, metrics)
     sink = PodSink(extender.state)
     template = json.loads(BOUND_POD.read_text())
-    bodies = _bodies(args.warmup + args.pods, 1000, args.seed)
     gap = 1.0 / args.rate if args.paced else 0.0
     spent = dict.fromkeys(PARTS, 0.0)
-    for i, (pod, body) in enumerate(bodies):
-        timed = i >= args.warmup
-        time.sleep(gap)
-        started = time.thread_time()
-        _, reply = answer(verbs["filter"], body)
-        filtered = time.thread_time()
-        node = json.loads(reply)["NodeNames"][0]
-        binding = json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": pod["metadata"]["namespace"],
-                              "PodUID": pod["metadata"]["uid"], "Node": node}).encode()
-        events = _watch_events(template, pod, node)
-        time.sleep(gap / 2)
-        bind_started = time.thread_time()
-        answer(verbs["bind"], binding)
-        bound = time.thread_time()
-        time.sleep(gap / 2)
-        watch_started = time.thread_time()
-        for event in events:
-            decoded = _decode(event)
-            sink.apply(decoded["type"], decoded["object"])
-        if timed:
-            spent["filter"] += filtered - started
-            spent["bind"] += bound - bind_started
-            spent["watch"] += time.thread_time() - watch_started
+    for i, (pod, body) in enumerate(_bodies(args.warmup + args.pods, 1000, args.seed)):
+        parts = one_pod(verbs, sink, extender.state, template, pod, body, gap)
+        if i >= args.warmup:
+            for part, seconds in zip(PARTS, parts):
+                spent[part] += seconds
     print(json.dumps({part: 1e6 * s / args.pods for part, s in spent.items()}))
 
 
