@@ -1,8 +1,8 @@
 """The extender's HTTP server: ``POST {prefix}filter|prioritize|bind|preempt``, ``GET /healthz``,
 ``/readyz``, ``/metrics``.
 
-HTTP/1.1 with keep-alive (kube-scheduler's Go client reuses connections), one thread per connection,
-accepted by that thread (``_Acceptors``), Nagle off: a bind waits for the API server on its own connection's thread and holds up no other
+HTTP/1.1 with keep-alive (kube-scheduler's Go client reuses connections), one thread per connection (kept for the next),
+Nagle off: a bind waits for the API server on its own connection's thread and holds up no other
 request. The stdlib server was kept after ``bench/http_servers.py`` ran the verbs behind it, uvicorn,
 granian and aiohttp in one run (it used the least CPU per pod), with its request headers read by a
 lean loop rather than the email parser. With ``ServerConfig.tls`` the listener speaks TLS and requires a client certificate signed
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import socket
 import ssl
 import threading
@@ -158,64 +159,41 @@ def verbs_of(extender: Extender, metrics: ExtenderMetrics) -> dict[str, _Verb]:
     }
 
 
-class _Acceptors:
-    """Threads that each wait in ``accept`` and serve the connection they get, then wait again. The
-    last waiting thread starts another before it serves, so a new connection never waits for a busy
-    one; past ``max_idle`` waiting threads, a thread that finishes a connection ends.
+class _Workers:
+    """Threads that serve accepted connections, each kept for the next connection once its own closes.
+    kube-scheduler keeps two idle connections to an extender, so most binds come on a new one, and
+    starting a thread for it cost about 90 us of CPU against 15 us for handing it to a waiting one.
+    A thread is started only when none waits, so no connection ever queues behind a busy one."""
 
-    kube-scheduler keeps two idle connections to an extender, so most binds come on a new one.
-    Accepting on the thread that serves spares a hand-over per connection (an accepting thread woken
-    by the selector, then the serving thread woken by a queue); with ``TCP_DEFER_ACCEPT`` the
-    request has arrived when ``accept`` returns, so its first read does not wait either. On an idle
-    core each wake-up costs tens of microseconds of cold-cache CPU."""
-
-    def __init__(self, server: _Server, max_idle: int = 64) -> None:
-        self._server = server
-        self._max_idle = max_idle
+    def __init__(self, serve: Callable[[Any, Any], None]) -> None:
+        self._serve = serve
+        self._queue: queue.SimpleQueue[tuple[Any, Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._waiting = 0
-        self._started = 0
-        self._stopping = threading.Event()
+        self._threads = 0
 
-    def start(self) -> None:
-        self._spawn()
-
-    def _spawn(self) -> None:
+    def submit(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            self._waiting += 1
-            self._started += 1
-            name = f"gpufleet-extender-{self._server.server_address[1]}-conn-{self._started}"
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+            start = self._waiting == 0
+            if start:
+                self._threads += 1
+            else:
+                self._waiting -= 1
+        self._queue.put((request, client_address))
+        if start:
+            threading.Thread(target=self._run, name=f"gpufleet-extender-conn-{self._threads}", daemon=True).start()
 
     def _run(self) -> None:
-        while True:
-            cpu = time.thread_time()  # waiting in accept uses none; accepting and the TLS wrap count
-            try:
-                request, client_address = self._server.get_request()
-            except OSError as err:
-                if self._stopping.is_set():
-                    return
-                log.debug("accept failed: %r", err)  # a connection reset before it was accepted, no fds
-                time.sleep(0.01)
-                continue
+        while (item := self._queue.get()) is not None:
+            self._serve(*item)
             with self._lock:
-                self._waiting -= 1
-                last = self._waiting == 0
-            if last:
-                self._spawn()
-            self._server.serve_connection(request, client_address, cpu)
-            with self._lock:
-                if self._waiting >= self._max_idle or self._stopping.is_set():
-                    return
                 self._waiting += 1
 
     def stop(self) -> None:
-        """Wake the threads waiting in ``accept`` (a shut-down listener fails it) and let them end."""
-        self._stopping.set()
-        try:
-            self._server.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        with self._lock:
+            count, self._threads = self._threads, 0
+        for _ in range(count):
+            self._queue.put(None)
 
 
 class _Server(ThreadingHTTPServer):
@@ -235,17 +213,15 @@ class _Server(ThreadingHTTPServer):
         self.tls = config.tls.context() if config.tls is not None else None
         self.bind_slots = threading.BoundedSemaphore(max(1, config.max_binds_in_flight))
         self.connection_cpu = metrics.cpu.labels("connection")
-        self.acceptors = _Acceptors(self)
+        self.workers = _Workers(self.process_request_thread)
         super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        if hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux: accept once the request's first bytes are in
-            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
-        super().server_bind()
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.workers.submit(request, client_address)
 
     def server_close(self) -> None:
-        self.acceptors.stop()
         super().server_close()
+        self.workers.stop()
 
     def get_request(self) -> tuple[Any, Any]:
         conn, address = super().get_request()
@@ -254,12 +230,12 @@ class _Server(ThreadingHTTPServer):
         # The handshake (and the client-certificate check) runs later, on the connection's thread.
         return self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), address
 
-    def serve_connection(self, request: Any, client_address: Any, cpu: float) -> None:
-        """One connection, on the thread that accepted it; its CPU outside the verbs (from ``cpu``,
-        the thread's CPU clock before the accept) is counted as ``connection``."""
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """One connection's thread; its CPU outside the verbs is counted as ``connection``."""
+        cpu = time.thread_time()
         _verbs_cpu.seconds = 0.0
         try:
-            self.process_request_thread(request, client_address)  # handles, reports errors, closes
+            super().process_request_thread(request, client_address)
         finally:
             self.connection_cpu.inc(max(0.0, time.thread_time() - cpu - _verbs_cpu.seconds))
 
@@ -448,6 +424,8 @@ class ExtenderServer:
             self._server = _Server((host, port), extender, metrics, config)
         except OSError as err:
             raise ServerError(f"listening for HTTP on {host}:{port}: {err}") from err
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="gpufleet-extender-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -458,7 +436,9 @@ class ExtenderServer:
         return self._server.prefix
 
     def start(self) -> None:
-        self._server.acceptors.start()
+        self._thread.start()
 
     def stop(self) -> None:
+        self._server.shutdown()
         self._server.server_close()
+        self._thread.join(timeout=5)

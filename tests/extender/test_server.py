@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -138,37 +137,26 @@ def test_cpu_is_counted_per_verb_and_for_the_connection_apart(live):
     assert cpu("gpufleet_extender_cpu_seconds_total", {"part": "bind"}) == 0
 
 
-def test_connections_are_accepted_by_waiting_threads_and_one_always_waits(rig):
+def test_a_connection_thread_is_kept_for_the_next_connection_and_concurrent_ones_get_their_own(rig):
     server = ExtenderServer(rig.extender, rig.metrics, "127.0.0.1", 0)
     server.start()
-    acceptors = server._server.acceptors
-
-    def settled(waiting: int) -> bool:
-        deadline = time.monotonic() + 5
-        while acceptors._waiting != waiting and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return acceptors._waiting == waiting
-
+    workers = server._server.workers
     try:
         for _ in range(3):  # one after another, as kube-scheduler opens one for most binds
             client = Client(server.port)
             assert client.request("GET", "/healthz")[0] == 200
             client.close()
-            assert settled(2)
-        assert acceptors._started == 2  # the first took a connection, so it started one to wait for the next
-        clients = [Client(server.port) for _ in range(3)]  # all open at once, each kept open
+            deadline = time.monotonic() + 5
+            while workers._waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert workers._threads == 1
+        clients = [Client(server.port) for _ in range(3)]  # all open at once
         assert all(c.request("GET", "/healthz")[0] == 200 for c in clients)
-        assert acceptors._started == 4 and settled(1)  # three serving, one waiting
+        assert workers._threads == 3
         for c in clients:
             c.close()
-        assert settled(4)
     finally:
         server.stop()
-    mine = f"gpufleet-extender-{server.port}-conn-"
-    deadline = time.monotonic() + 5
-    while any(t.name.startswith(mine) for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(mine)]  # stop ends them all
 
 
 def test_a_metrics_only_listener_serves_no_verbs():
