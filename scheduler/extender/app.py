@@ -95,6 +95,7 @@ class ExtenderApp:
     def start(self) -> None:
         started = time.perf_counter()
         warm_up()
+        gc.collect()
         gc.freeze()  # modules and compiled kernels live as long as the process (see ``informers``)
         log.info("kernels warm in %.2fs", time.perf_counter() - started)
         if self.events is not None:

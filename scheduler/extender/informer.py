@@ -159,6 +159,8 @@ def informers(api: KubeAPI, state: ClusterState, catalog: PriceCatalog, metrics:
         metrics.relists.labels(resource).inc()
         # What was just listed lives as long as the cache: the cyclic GC's full passes need not scan it
         # again (they cost ~20 us per pod at 1,000 nodes, mostly re-scanning long-lived objects).
+        # Garbage is collected first, so none of it is kept for good.
+        gc.collect()
         gc.freeze()
 
     return [Informer(api, resource, sink, config, on_synced=synced) for resource, sink in

@@ -44,6 +44,7 @@ _RESOURCES = ("cpu", "memory", GPU_RESOURCE, GPU_MILLI_RESOURCE)
 _SPEC_FIELDS = ("containers", "initContainers", "resources", "overhead", "nodeSelector", "affinity")
 _SPECS: dict[bytes, tuple[dict[str, Decimal], ModelRule]] = {}  # their JSON -> what they parse to
 _SPECS_KEPT = 1024
+_SPEC_KEY_MAX = 16384  # bytes: a bigger spec (a hostile or odd one) is parsed every time, never kept
 _encode = msgspec.json.Encoder().encode
 
 
@@ -174,7 +175,7 @@ def _spec_parts(spec: dict, path: str, problems: Problems) -> tuple[dict[str, De
         return known
     before = len(problems.items)
     parts = _pod_requests(spec, path, problems), _model_rule(spec, path, problems)
-    if key is not None and len(problems.items) == before < 100:  # only what parsed cleanly is kept
+    if key is not None and len(key) <= _SPEC_KEY_MAX and len(problems.items) == before < 100:  # clean ones
         if len(_SPECS) >= _SPECS_KEPT:
             _SPECS.clear()
         _SPECS[key] = parts
