@@ -28,6 +28,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def count(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def priced(nodes: list) -> list:
     """The nodes with the hourly price and capacity type the local cluster gives the same node list."""
     from dataclasses import replace
@@ -57,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "types, one node in four spot); the cost policy needs prices")
     parser.add_argument("--interruptible", action="store_true",
                         help="cost policy: the pods may run on spot nodes without the interruption penalty")
+    parser.add_argument("--learn-mix", type=count, default=0, metavar="N",
+                        help="re-learn the policy's workload mix from the pods placed so far every N arrivals, as "
+                             "the extender learns it from the running pods (default 0: the trace's mix, the "
+                             "paper's protocol)")
     parser.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
 
 
@@ -73,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         nodes = priced(nodes)
     for seed in args.seeds or [args.seed]:
         config = SimulationConfig(policy=args.policy, seed=seed, tune=args.tune, quantise=not args.exact,
-                                  seeded_tie_break=not args.index_tie_break, interruptible=args.interruptible)
+                                  seeded_tie_break=not args.index_tie_break, interruptible=args.interruptible,
+                                  learn_mix_every=args.learn_mix)
         started = time.perf_counter()
 
         def progress(done: int, total: int, seed: int = seed, started: float = started) -> None:

@@ -7,7 +7,9 @@ a pod that fits nowhere is dropped. After every pod record allocated and arrived
 includes failed pods), then discretise as the paper's ``merge_alloc_discrete.py`` does: the allocation at
 arrived X% is the mean over events whose arrived percentage rounds to X (else within X +/- 1).
 
-The typical-pod mix for FGD and the fragmentation report are built from the trace before inflation.
+The typical-pod mix for FGD and the fragmentation report are built from the trace before inflation
+(``learn_mix_every``: the policy's mix is instead learnt from the pods placed so far, as the extender
+learns it from the running pods, starting from ``DEFAULT_MIX``).
 Ties between equal scores go to a seeded node priority order, as the paper's renamed nodes do.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 from gpufleet.scheduler import kernels
 from gpufleet.scheduler.model import Cluster, Node, PodRequest
 from gpufleet.scheduler.policies import choose_gpus, make_policy, select_node
-from gpufleet.scheduler.workload import WorkloadMix
+from gpufleet.scheduler.workload import DEFAULT_MIX, WorkloadMix, learnt_mix
 
 ARRIVED_PERCENTS = range(131)
 
@@ -35,6 +37,7 @@ class SimulationConfig:
     quantise: bool = True  # FGD's integer scores (see policies.fgd.FGDOptions)
     seeded_tie_break: bool = True  # ties to a seeded node order (False: lowest node index)
     interruptible: bool = False  # the cost policy: pods may run on spot without a penalty
+    learn_mix_every: int = 0  # >0: the policy's mix re-learnt from the placed pods every N arrivals (the extender's way)
 
 
 @dataclass
@@ -102,6 +105,8 @@ def _occupied_price(cluster: Cluster) -> float:
 def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: SimulationConfig,
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Replay ``trace`` on an empty cluster of ``nodes`` under ``config``; see the module docstring."""
+    if config.learn_mix_every < 0:
+        raise ValueError(f"learn_mix_every must be >= 0, got {config.learn_mix_every}")
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     cluster = Cluster.from_nodes(nodes)
@@ -112,8 +117,14 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
     from gpufleet.scheduler.policies.cost import CostOptions
     from gpufleet.scheduler.policies.fgd import FGDOptions
 
-    policy = make_policy(config.policy, mix=mix, rng=rng, options=FGDOptions(quantise=config.quantise),
-                         cost_options=CostOptions(interruptible=config.interruptible))
+    def policy_for(mix: WorkloadMix):
+        return make_policy(config.policy, mix=mix, rng=rng, options=FGDOptions(quantise=config.quantise),
+                           cost_options=CostOptions(interruptible=config.interruptible))
+
+    learn = config.learn_mix_every
+    policy_mix = DEFAULT_MIX if learn > 0 else mix
+    policy = policy_for(policy_mix)
+    running: list[PodRequest] = []
     report_mix = mix.arrays(cluster)
     frag = kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, report_mix)
 
@@ -122,6 +133,8 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
     fragmented = np.empty(len(pods), dtype=np.float64)
     arrived_total = allocated_total = scheduled = 0
     for i, pod in enumerate(pods):
+        if learn > 0 and i > 0 and i % learn == 0 and (learnt := learnt_mix(running)) != policy_mix:
+            policy_mix, policy = learnt, policy_for(learnt)
         arrived_total += pod.total_gpu_milli
         scores = policy.score(cluster, pod)
         node = select_node(scores, rank)
@@ -130,6 +143,7 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
             cluster.place(node, pod, gpus)
             allocated_total += pod.total_gpu_milli
             scheduled += 1
+            running.append(pod)
             kernels.node_fragmentation(cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, report_mix,
                                        nodes=np.array([node]), out=frag)
         arrived[i], allocated[i], fragmented[i] = arrived_total, allocated_total, frag.sum()
@@ -142,5 +156,6 @@ def simulate(nodes: Sequence[Node], trace: Sequence[PodRequest], config: Simulat
         alloc_at=discretise(arrived_pct, allocated / capacity * 100),
         frag_at=discretise(arrived_pct, fragmented / capacity * 100),
         extra={"tune": config.tune, "nodes": len(cluster), "gpus": capacity // 1000,
-               "typical_pods": len(mix), "occupied_usd_per_hour": _occupied_price(cluster)},
+               "typical_pods": len(policy_mix), "occupied_usd_per_hour": _occupied_price(cluster),
+               **({"learn_mix_every": learn} if learn > 0 else {})},
     )

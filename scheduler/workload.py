@@ -105,3 +105,23 @@ class WorkloadMix:
             levels=np.array(levels, dtype=np.int32),
             level=np.array([levels.index(m) if m > 0 else -1 for m in milli], dtype=np.int32),
         )
+
+
+#: The mix a learner starts from, until enough GPU pods run to learn one: mostly 1-GPU pods, some shares
+#: and gangs (no CPU or memory, which leaves fgd-strand's stranding term off).
+DEFAULT_MIX = WorkloadMix(
+    shapes=(PodShape(0, 500, 1, ()), PodShape(0, 1000, 1, ()), PodShape(0, 1000, 2, ()),
+            PodShape(0, 1000, 4, ()), PodShape(0, 1000, 8, ())),
+    probs=(0.2, 0.4, 0.15, 0.15, 0.1),
+)
+
+
+def learnt_mix(running: Iterable[PodRequest], min_gpu_pods: int = 20, max_shapes: int = 32) -> WorkloadMix:
+    """The mix learnt from the pods running now (the extender's learner, and the simulator's with
+    ``--learn-mix``): typical pods of all of them, CPU-only ones included (they take the CPU and memory
+    GPU pods need, as in the paper's mix; the caller leaves out per-node pods such as a DaemonSet's),
+    the ``max_shapes`` most frequent kept. ``DEFAULT_MIX`` while fewer than ``min_gpu_pods`` GPU pods run."""
+    pods = list(running)
+    if sum(1 for p in pods if p.num_gpu > 0) < min_gpu_pods:
+        return DEFAULT_MIX
+    return WorkloadMix.from_pods(pods).head(max_shapes)

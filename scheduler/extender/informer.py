@@ -121,7 +121,7 @@ def _parse_inputs(obj: Any) -> tuple[str, bytes, str, str] | None:
         return None
     spec = {k: v for k, v in spec.items() if k != "nodeName"}
     fields = _encode((meta.get("name"), meta.get("namespace"), meta.get("annotations"), meta.get("labels"),
-                      meta.get("deletionTimestamp") is not None, spec))
+                      meta.get("ownerReferences"), meta.get("deletionTimestamp") is not None, spec))
     return uid, fields, node_name, phase
 
 

@@ -33,6 +33,7 @@ class Placement:
     gpus: tuple[int, ...]
     expires_at: float | None  # monotonic deadline while assumed; None once the watch confirmed it
     bound: bool = False  # the extender posted the Binding (it is no longer only a scoring decision)
+    per_node: bool = False  # a DaemonSet's or static pod (``PodInfo.per_node``): not in the learnt mix
 
     @property
     def assumed(self) -> bool:

@@ -36,6 +36,8 @@ PLACEMENT_ANNOTATION = names.PLACEMENT
 GPU_MILLI_ANNOTATION = names.GPU_MILLI
 INTERRUPTIBLE_ANNOTATION = names.INTERRUPTIBLE
 GPU_IDS_ANNOTATION = names.GPU_IDS
+#: The kubelet's mark on the API copy of a static pod (a per-node pod, like a DaemonSet's).
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 PLACEMENTS = ("fgd", "fgd-strand", "binpack", "spread", "cost", "off")
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 _MIB = Decimal(2**20)
@@ -114,6 +116,9 @@ class PodInfo:
     gpu_error: str | None = None
     #: The pod's labels (what a PlacementPolicy's podSelector selects).
     labels: dict[str, str] = field(default_factory=dict)
+    #: One per node by construction (a DaemonSet's pod or a static pod), not an arrival of the workload:
+    #: the learnt workload mix leaves it out.
+    per_node: bool = False
 
     @property
     def key(self) -> str:
@@ -141,6 +146,7 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
     annotations = str_map(meta.get("annotations"), f"{path}.metadata.annotations", problems)
     labels = str_map(meta.get("labels"), f"{path}.metadata.labels", problems)
     node_name = as_str(spec.get("nodeName"), f"{path}.spec.nodeName", problems)
+    owners = as_list(meta.get("ownerReferences"), f"{path}.metadata.ownerReferences", problems)
     phase = as_str(status.get("phase"), f"{path}.status.phase", problems)
     totals, rule = _spec_parts(spec, f"{path}.spec", problems)
     problems.raise_if_any()
@@ -159,6 +165,8 @@ def parse_pod(obj: object, path: str = "Pod") -> PodInfo:
         deleting=meta.get("deletionTimestamp") is not None, request=request, placement=placement,
         interruptible=interruptible, gpu_ids=gpu_ids, model_rule=rule, problems=tuple(notes), gpu_error=gpu_error,
         labels=labels,
+        per_node=MIRROR_ANNOTATION in annotations or any(isinstance(o, dict) and o.get("kind") == "DaemonSet"
+                                                          for o in owners),
     )
 
 

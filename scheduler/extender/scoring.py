@@ -16,7 +16,7 @@ unknown nodes 0; kube-scheduler's choice then follows ours. Pods that did not op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from itertools import repeat
@@ -27,21 +27,13 @@ from gpufleet.scheduler import kernels, kernels_strand
 from gpufleet.scheduler.extender.ledger import pick_gpus
 from gpufleet.scheduler.extender.pods import PodInfo
 from gpufleet.scheduler.extender.state import ClusterState
-from gpufleet.scheduler.model import GPU_MILLI, Cluster
+from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 from gpufleet.scheduler.policies import binpack, cost, fgd_strand, spread
 from gpufleet.scheduler.policies.fgd import FGDPolicy
-from gpufleet.scheduler.workload import MixArrays, PodShape, WorkloadMix
+from gpufleet.scheduler.workload import DEFAULT_MIX, MixArrays, WorkloadMix, learnt_mix
 
 FGD, STRAND, BINPACK, SPREAD, COST, OFF = "fgd", fgd_strand.NAME, binpack.NAME, spread.NAME, cost.NAME, "off"
 SCORED_POLICIES = (FGD, STRAND, BINPACK, SPREAD, COST)
-
-#: Used until enough GPU pods run to learn the mix from: mostly 1-GPU pods, some shares and gangs.
-DEFAULT_MIX = WorkloadMix(
-    shapes=(PodShape(0, 500, 1, ()), PodShape(0, 1000, 1, ()), PodShape(0, 1000, 2, ()),
-            PodShape(0, 1000, 4, ()), PodShape(0, 1000, 8, ())),
-    probs=(0.2, 0.4, 0.15, 0.15, 0.1),
-)
-
 
 @dataclass(frozen=True)
 class ScoringConfig:
@@ -49,7 +41,8 @@ class ScoringConfig:
     for pods without ``gpufleet.io/interruptible: "true"`` (default 1.0, i.e. more than a typical
     spot discount, so such pods prefer on-demand unless spot is far cheaper).
     ``fragmentation_weight``: multiplier on the stranded-capacity cost (default 1.0).
-    ``mix_refresh_s``: how often the workload mix is re-learnt from running GPU pods (s, default 60);
+    ``mix_refresh_s``: how often the workload mix is re-learnt from the running pods (s, default 60;
+    ``workload.learnt_mix``: GPU pods, and CPU-only ones on GPU nodes but for per-node pods);
     ``mix_min_pods``: below this many GPU pods the default mix is used (default 20);
     ``mix_max_shapes``: the most frequent request shapes kept in the mix (default 32).
     ``decide_in_filter``: filter leaves an opted-in pod only the node its policy ranks first, so
@@ -147,7 +140,7 @@ POLICY_MIXES_KEPT = 16
 
 class Scorer:
     """``mix``: a fixed workload mix (``gpufleet extender --workload-mix``), used as given and never
-    re-learnt; None learns it from running GPU pods (``ScoringConfig``). ``rank(mix=...)`` scores one
+    re-learnt; None learns it from the running pods (``ScoringConfig``). ``rank(mix=...)`` scores one
     pod against another mix (a PlacementPolicy's ConfigMap mix) instead."""
 
     def __init__(self, config: ScoringConfig = ScoringConfig(), mix: WorkloadMix | None = None) -> None:
@@ -165,19 +158,30 @@ class Scorer:
         return self._own.mix
 
     def refresh_mix(self, state: ClusterState) -> None:
-        """Re-learn the mix from the running GPU pods when ``mix_refresh_s`` has passed."""
+        """Re-learn the mix from the running pods when ``mix_refresh_s`` has passed."""
         if self._fixed_mix:
             return
         now = state.clock.monotonic()
         if self._mix_at is not None and now - self._mix_at < self.config.mix_refresh_s:
             return
         self._mix_at = now
-        requests = [p.request for p in state.ledger if not p.assumed and p.request.num_gpu > 0]
-        mix = DEFAULT_MIX
-        if len(requests) >= self.config.mix_min_pods:
-            mix = WorkloadMix.from_pods(requests).head(self.config.mix_max_shapes)
+        mix = learnt_mix(self._arrivals(state), self.config.mix_min_pods, self.config.mix_max_shapes)
         if mix != self._own.mix:
             self._own = CompiledMix(mix)
+
+    @staticmethod
+    def _arrivals(state: ClusterState) -> Iterator[PodRequest]:
+        """The confirmed pods the mix is learnt from: GPU pods, and CPU-only pods on GPU nodes (they take
+        the CPU and memory GPU pods need) that are not per-node pods (a DaemonSet's or static ones)."""
+        cluster = state.cluster
+        for p in state.ledger:
+            if p.assumed or p.per_node:
+                continue
+            if p.request.num_gpu == 0:
+                row = cluster.index.get(p.node) if cluster is not None else None
+                if row is None or cluster.gpu_count[row] == 0:
+                    continue
+            yield p.request
 
     def _compiled(self, mix: WorkloadMix | None) -> CompiledMix:
         """The scorer's own mix (None), or a policy's mix, compiled once and kept while in use."""

@@ -202,7 +202,8 @@ class ClusterState:
             log.debug("pod=%s not accounted: %s", info.key, "; ".join(info.problems))
             return
         existing = self.ledger.get(info.uid)
-        if existing is not None and existing.node == info.node_name and existing.request == request:
+        if (existing is not None and existing.node == info.node_name and existing.request == request
+                and existing.per_node == info.per_node):
             gpus = info.gpu_ids if _ids_fit(info.gpu_ids, request) else existing.gpus
             if gpus == existing.gpus:
                 self.ledger.confirm(info.uid)
@@ -213,7 +214,8 @@ class ClusterState:
         row = self.cluster.index.get(info.node_name) if self.cluster is not None else None
         if not gpus and row is not None and self.cluster is not None:
             gpus = pick_gpus(self.cluster, row, request)  # chosen once the pod's old charge is off
-        self.ledger.add(self.cluster, Placement(info.uid, info.key, info.node_name, request, gpus, None))
+        self.ledger.add(self.cluster, Placement(info.uid, info.key, info.node_name, request, gpus, None,
+                                                per_node=info.per_node))
 
     # -- namespaces ----------------------------------------------------------------------------
 

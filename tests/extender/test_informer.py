@@ -192,6 +192,25 @@ def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monk
     assert len(parsed) == 7 and state.cluster.gpu_free[0].tolist() == [1000] * 3 + [0, 1000, 0, 1000, 1000]
 
 
+def test_a_pod_whose_owner_changed_is_parsed_again_and_leaves_or_joins_the_learnt_mix():
+    import copy
+
+    api = FakeKubeAPI()
+    api.objects["nodes"] = [P.node("gpu-000")]
+    pod = P.pod("etl-0", gpus=0, node_name="gpu-000", phase="Running")
+    api.objects["pods"] = [pod]
+    state, _, nodes, pods, _ = setup(api)
+    nodes.step()
+    pods.step()
+    uid = pod["metadata"]["uid"]
+    assert not state.ledger.get(uid).per_node
+    adopted = copy.deepcopy(pod)
+    adopted["metadata"]["ownerReferences"][0].update(kind="DaemonSet", apiVersion="apps/v1")
+    api.watch_scripts["pods"] = [("MODIFIED", adopted)]
+    pods.step()
+    assert state.ledger.get(uid).per_node
+
+
 def test_a_pod_whose_labels_changed_is_parsed_again_with_its_new_labels():
     import copy
 

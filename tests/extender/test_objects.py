@@ -204,3 +204,15 @@ def test_a_node_with_absurdly_many_gpus_or_bad_quantities_is_rejected():
     with pytest.raises(WireError) as caught:
         parse_node(obj, CATALOG)
     assert len(caught.value.problems) == 2
+
+
+def test_daemonset_and_static_pods_are_per_node_and_a_bad_owner_list_is_a_wire_error():
+    job = P.pod("etl-0", gpus=0)
+    daemon = P.pod("exporter-x1", gpus=0)
+    daemon["metadata"]["ownerReferences"][0].update(kind="DaemonSet", apiVersion="apps/v1")
+    mirror = P.pod("kube-proxy-n1", gpus=0, annotations={"kubernetes.io/config.mirror": "9f2c"})
+    assert [parse_pod(p).per_node for p in (job, daemon, mirror)] == [False, True, True]
+    bad = P.pod("etl-1", gpus=0)
+    bad["metadata"]["ownerReferences"] = {"kind": "DaemonSet"}
+    with pytest.raises(WireError, match=r"Pod.metadata.ownerReferences: expected an array"):
+        parse_pod(bad)

@@ -143,6 +143,28 @@ def test_the_mix_is_learnt_from_running_gpu_pods_once_there_are_enough():
     assert len(few.mix) == 5  # the default mix until 20 GPU pods run
 
 
+def test_the_learnt_mix_counts_cpu_only_arrivals_on_gpu_nodes_but_not_per_node_pods():
+    """CPU-only pods on GPU nodes take the CPU and memory GPU pods need, so the mix counts them (as the
+    paper's mix and the simulator do), except one-per-node pods: a DaemonSet's, a static pod's mirror,
+    and any pod on a node without GPUs."""
+    gpu = [running(f"p{i}", f"n{i % 4}", 1, str(i // 4)) for i in range(24)]
+    job = [P.pod(f"etl-{i}", gpus=0, cpu="8", node_name=f"n{i % 4}", phase="Running") for i in range(8)]
+    daemon = []
+    for i in range(4):
+        d = P.pod(f"exporter-{i}", gpus=0, cpu="2", node_name=f"n{i}", phase="Running")
+        d["metadata"]["ownerReferences"][0].update(kind="DaemonSet", apiVersion="apps/v1", name="exporter")
+        daemon.append(d)
+    static = [P.pod(f"proxy-n{i}", gpus=0, cpu="3", node_name=f"n{i}", phase="Running",
+                    annotations={"kubernetes.io/config.mirror": "0b3c"}) for i in range(4)]
+    elsewhere = [P.pod(f"web-{i}", gpus=0, cpu="5", node_name="cpu-only", phase="Running") for i in range(8)]
+    nodes = [P.node(f"n{i}") for i in range(4)] + [P.node("cpu-only", gpus=0)]
+    scorer = Scorer()
+    scorer.refresh_mix(state_of(nodes, gpu + job + daemon + static + elsewhere))
+    assert dict(zip(scorer.mix.shapes, scorer.mix.probs)) == pytest.approx(
+        {(1000, 1000, 1, ()): 0.75, (8000, 0, 0, ()): 0.25})
+    assert scorer.mix.memory is not None  # the pods' memory comes with them (fgd-strand's memory term)
+
+
 def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
     from gpufleet.scheduler.workload import PodShape, WorkloadMix
 
@@ -155,8 +177,8 @@ def test_a_fixed_workload_mix_is_used_as_given_and_never_relearnt():
 
 def test_fgd_strand_ranks_like_the_simulator_policy_on_the_candidate_rows():
     """The extender's fgd-strand is the registry's policy applied to the candidate rows: same best node."""
-    from gpufleet.scheduler.extender.scoring import DEFAULT_MIX
     from gpufleet.scheduler.policies import make_policy
+    from gpufleet.scheduler.workload import DEFAULT_MIX
 
     state = state_of([P.node(f"n{i}", gpus=8, cpu=str(16 + 8 * i)) for i in range(4)],
                      [running("a", "n1", 2, "0,1"), running("b", "n3", 1, "0")])

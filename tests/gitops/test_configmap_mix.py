@@ -14,9 +14,9 @@ import pytest
 from gpufleet.scheduler.extender.mixconfig import MixError, parse_mix
 from gpufleet.scheduler.extender.placementconfig import PlacementPolicies
 from gpufleet.scheduler.extender.pods import parse_pod
-from gpufleet.scheduler.extender.scoring import DEFAULT_MIX, Scorer
+from gpufleet.scheduler.extender.scoring import Scorer
 from gpufleet.scheduler.extender.wire import parse_scheduling_args
-from gpufleet.scheduler.workload import PodShape
+from gpufleet.scheduler.workload import DEFAULT_MIX, PodShape
 from tests.extender import payloads as P
 from tests.extender.conftest import make_rig
 from tests.extender.test_scoring import running, state_of

@@ -93,3 +93,29 @@ def test_cli_reports_bad_trace_rows_and_exits_2(tmp_path, capsys):
     code = main(["simulate", "--pods", str(pods_csv), "--nodes", str(DATA / "openb_node_list_gpu_node.csv"),
                  "--policy", "fgd"])
     assert code == 2 and "pods.csv:2: column cpu_milli must be an integer" in capsys.readouterr().err
+
+
+def test_a_learnt_mix_starts_from_the_default_and_follows_the_pods_placed(small_trace, monkeypatch):
+    """``learn_mix_every``: the policy is built on the extender's default mix, then re-built on the mix
+    learnt from the pods placed so far (CPU-only ones included), never on the trace's own mix."""
+    from gpufleet.scheduler import simulator
+    from gpufleet.scheduler.workload import DEFAULT_MIX
+
+    nodes, pods = small_trace
+    mixes = []
+    real = simulator.make_policy
+    monkeypatch.setattr(simulator, "make_policy", lambda name, mix, **kw: mixes.append(mix) or real(name, mix=mix, **kw))
+    result = simulate(nodes, pods, SimulationConfig("fgd-strand", seed=3, learn_mix_every=50))
+    assert mixes[0] == DEFAULT_MIX and len(mixes) > 2
+    shapes = {(p.cpu_milli, p.gpu_milli, p.num_gpu) for p in pods}
+    for mix in mixes[1:]:
+        assert {s[:3] for s in mix.shapes} <= shapes and any(s.num_gpu == 0 for s in mix.shapes)
+    assert WorkloadMix.from_pods(pods) not in mixes and result.extra["learn_mix_every"] == 50
+    with pytest.raises(ValueError, match="learn_mix_every must be >= 0"):
+        simulate(nodes, pods, SimulationConfig("fgd", learn_mix_every=-1))
+
+
+def test_cli_refuses_a_negative_learn_mix(capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--pods", "p.csv", "--nodes", "n.csv", "--policy", "fgd", "--learn-mix", "-5"])
+    assert "expected a whole number >= 0, got '-5'" in capsys.readouterr().err

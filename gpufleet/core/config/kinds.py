@@ -131,8 +131,8 @@ class ConfigMapKeyRef:
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadMixSource:
-    """Where FGD's typical pods come from: learnt from running GPU pods, the built-in default, or a
-    pod list CSV in a ConfigMap."""
+    """Where FGD's typical pods come from: learnt from the running pods (``workload.learnt_mix``), the
+    built-in default, or a pod list CSV in a ConfigMap."""
 
     source: str = prop("Learned", "Learned, Default or ConfigMap", enum=MIX_SOURCES)
     config_map: ConfigMapKeyRef | None = prop(None, "the ConfigMap key (source ConfigMap only)")
