@@ -116,7 +116,12 @@ DEFAULT_MIX = WorkloadMix(
 )
 
 
-def learnt_mix(running: Iterable[PodRequest], min_gpu_pods: int = 20, max_shapes: int = 32) -> WorkloadMix:
+LEARN_MIN_GPU_PODS = 20  # below this many running GPU pods a learner keeps DEFAULT_MIX
+LEARN_MAX_SHAPES = 32  # the most frequent shapes a learnt mix keeps (bounds the extender's per-pod cost)
+
+
+def learnt_mix(running: Iterable[PodRequest], min_gpu_pods: int = LEARN_MIN_GPU_PODS,
+               max_shapes: int = LEARN_MAX_SHAPES) -> WorkloadMix:
     """The mix learnt from the pods running now (the extender's learner, and the simulator's with
     ``--learn-mix``): typical pods of all of them, CPU-only ones included (they take the CPU and memory
     GPU pods need, as in the paper's mix; the caller leaves out per-node pods such as a DaemonSet's),

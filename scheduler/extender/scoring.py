@@ -30,10 +30,18 @@ from gpufleet.scheduler.extender.state import ClusterState
 from gpufleet.scheduler.model import GPU_MILLI, Cluster, PodRequest
 from gpufleet.scheduler.policies import binpack, cost, fgd_strand, spread
 from gpufleet.scheduler.policies.fgd import FGDPolicy
-from gpufleet.scheduler.workload import DEFAULT_MIX, MixArrays, WorkloadMix, learnt_mix
+from gpufleet.scheduler.workload import (
+    DEFAULT_MIX,
+    LEARN_MAX_SHAPES,
+    LEARN_MIN_GPU_PODS,
+    MixArrays,
+    WorkloadMix,
+    learnt_mix,
+)
 
 FGD, STRAND, BINPACK, SPREAD, COST, OFF = "fgd", fgd_strand.NAME, binpack.NAME, spread.NAME, cost.NAME, "off"
 SCORED_POLICIES = (FGD, STRAND, BINPACK, SPREAD, COST)
+
 
 @dataclass(frozen=True)
 class ScoringConfig:
@@ -53,8 +61,8 @@ class ScoringConfig:
     interruption_penalty: float = 1.0
     fragmentation_weight: float = 1.0
     mix_refresh_s: float = 60.0
-    mix_min_pods: int = 20
-    mix_max_shapes: int = 32
+    mix_min_pods: int = LEARN_MIN_GPU_PODS
+    mix_max_shapes: int = LEARN_MAX_SHAPES
     decide_in_filter: bool = True
 
 
