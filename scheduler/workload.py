@@ -4,7 +4,8 @@ Built the way the FGD paper builds it (reference: ``GetTypicalPods``): count pod
 (CPU, per-GPU milli, GPU count, GPU model allow-list; memory does not split shapes), sort by count
 descending, keep the most frequent shapes until their cumulative share reaches the popularity threshold
 (95%), and renormalise their shares to sum to one. Each kept shape also carries the mean memory of its
-pods (``WorkloadMix.memory``; only fgd-strand reads it). No I/O here.
+pods (``WorkloadMix.memory``), and the mix the share of GPU demand each GPU-model allow-list has over all
+the pods, before the cut (``WorkloadMix.model_demand``); only fgd-strand reads those two. No I/O here.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ class MixArrays(NamedTuple):
 @dataclass(frozen=True)
 class WorkloadMix:
     """Request shapes and their probabilities (summing to 1). ``memory``: the mean memory (MiB) of each
-    shape's pods, or None where the mix carries no memory (a hand-written or default mix)."""
+    shape's pods, or None where the mix carries no memory (a hand-written or default mix).
+    ``model_demand``: (GPU-model allow-list, its share of the GPU milli asked for) over *all* the pods the mix
+    was built from, model-bound lists only: rare model-bound shapes fall under the popularity cut one by
+    one but not together. None: read off the shapes (a hand-written or default mix)."""
 
     shapes: tuple[PodShape, ...]
     probs: tuple[float, ...]
     memory: tuple[float, ...] | None = None
+    model_demand: tuple[tuple[tuple[str, ...], float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.memory is not None and len(self.memory) != len(self.shapes):
@@ -60,10 +65,12 @@ class WorkloadMix:
             raise ValueError(f"popularity must be in (0, 1], got {popularity}")
         counts: Counter[PodShape] = Counter()
         memory: Counter[PodShape] = Counter()
+        gpu_demand: Counter[tuple[str, ...]] = Counter()
         for p in pods:
             shape = PodShape(p.cpu_milli, p.gpu_milli, p.num_gpu, tuple(sorted(p.gpu_models)))
             counts[shape] += 1
             memory[shape] += p.memory_mib
+            gpu_demand[shape.gpu_models] += p.total_gpu_milli
         if not counts:
             raise ValueError("cannot build a workload mix from no pods")
         total = sum(counts.values())
@@ -76,14 +83,16 @@ class WorkloadMix:
                 break
             kept.append((shape, count))
             cumulative += count
+        all_gpu = sum(gpu_demand.values())
+        model_demand = tuple((models, d / all_gpu) for models, d in sorted(gpu_demand.items()) if models and d)
         return cls(shapes=tuple(s for s, _ in kept), probs=tuple(c / cumulative for _, c in kept),
-                   memory=tuple(memory[s] / c for s, c in kept))
+                   memory=tuple(memory[s] / c for s, c in kept), model_demand=model_demand)
 
     def head(self, count: int) -> WorkloadMix:
         """The ``count`` first shapes (the most frequent, for a learnt mix), probabilities renormalised."""
         total = sum(self.probs[:count])
         return WorkloadMix(self.shapes[:count], tuple(p / total for p in self.probs[:count]),
-                           None if self.memory is None else self.memory[:count])
+                           None if self.memory is None else self.memory[:count], self.model_demand)
 
     @classmethod
     def uniform(cls, shapes: Iterable[PodShape]) -> WorkloadMix:

@@ -16,8 +16,9 @@ workload mix. Two blind spots cost GPUs on the openb traces once the cluster sat
   GPU, see ``kernels_strand.waste_tables``), so a 320m share goes where it completes a GPU.
 - **GPU models.** S pushes CPU-heavy pods to CPU-rich nodes, which may be the models that model-bound
   pods (those with a GPU-model list) can only run on. R charges a pod free to run anywhere the milli of
-  model-bound demand its GPU milli displaces on model m: the share of the mix's GPU demand bound to m
-  over m's share of the free GPU, at most 1 (``model_reserve``).
+  model-bound demand its GPU milli displaces on model m: the share of the GPU demand bound to m (over all
+  the pods the mix was built from, ``WorkloadMix.model_demand``) over m's share of the free GPU, at most 1
+  (``model_reserve``).
 
 delta = dF + lookahead * dV + stranding * dS + reserve * R (all milli-GPU), scored and quantised as FGD:
 int(sigmoid(-delta / 1000) * 100), ties to the caller's node order (FGD's implicit packing).
@@ -69,18 +70,26 @@ def memory_per_gpu_milli(mix: WorkloadMix) -> float:
     return mem / gpu if gpu > 0 else 0.0
 
 
-def bound_demand(mix: MixArrays, models: int) -> np.ndarray:
-    """float64[models]: the share of the mix's GPU demand bound to each GPU model (a task allowed on k of the
-    cluster's models counts 1/k on each; tasks free to run anywhere count nowhere)."""
-    gpu = mix.prob * mix.num * mix.milli
+def bound_demand(mix: WorkloadMix, cluster: Cluster) -> np.ndarray:
+    """float64[models]: the share of the GPU demand bound to each of ``cluster``'s GPU models (a pod allowed
+    on k of the cluster's models counts 1/k on each; pods free to run anywhere count nowhere), from the
+    mix's ``model_demand`` where it has one (all its pods), else from its shapes."""
+    models = len(cluster.model_names)
+    if mix.model_demand is not None:
+        masks = [cluster.model_mask(allowed) for allowed, _ in mix.model_demand]
+        demand = [share for _, share in mix.model_demand]
+        total = 1.0
+    else:
+        arrays = mix.arrays(cluster)
+        masks, demand = arrays.mask.tolist(), (arrays.prob * arrays.num * arrays.milli).tolist()
+        total = sum(demand)
     share = np.zeros(models)
-    total = gpu.sum()
     if total <= 0:
         return share
-    for mask, demand in zip(mix.mask, gpu):
-        allowed = [m for m in range(models) if mask != 0 and (int(mask) >> m) & 1]
+    for mask, d in zip(masks, demand):
+        allowed = [m for m in range(models) if mask != 0 and (mask >> m) & 1]
         for m in allowed:
-            share[m] += demand / total / len(allowed)
+            share[m] += d / total / len(allowed)
     return share
 
 
@@ -116,7 +125,7 @@ class StrandPolicy:
         key = tuple(cluster.model_names)
         if self._tables is None or self._tables_for != key:
             self._tables = kernels_strand.waste_tables(self._fgd.mix_arrays(cluster), len(key))
-            self._bound = bound_demand(self._fgd.mix_arrays(cluster), len(key))
+            self._bound = bound_demand(self.mix, cluster)
             self._tables_for = key
         return self._tables
 

@@ -74,8 +74,7 @@ def test_strand_scores_and_gpu_choice_match_reference(cluster, pod, mix, lookahe
     rho = cpu_per_gpu_milli(mix)
     sigma = memory_per_gpu_milli(mix) if sigma is None else sigma
     memory = (cluster.memory_free, pod.memory_mib, sigma)
-    weights = reserve * model_reserve(bound_demand(arrays, len(cluster.model_names)), cluster.gpu_free,
-                                      cluster.gpu_model)
+    weights = reserve * model_reserve(bound_demand(mix, cluster), cluster.gpu_free, cluster.gpu_model)
     args = (cluster.gpu_free, cluster.cpu_free, cluster.gpu_model, ok, before, pod.cpu_milli, pod.num_gpu,
             pod.gpu_milli, arrays)
     fast_score, fast_gpu = kernels_strand.strand_scores(*args, tables(mix, cluster), lookahead, stranding, rho,
@@ -164,7 +163,7 @@ def test_sigma_is_the_mixs_memory_per_gpu_milli_and_zero_without_memory():
                                                       / (0.5 * 1000 + 0.25 * 500))
     assert memory_per_gpu_milli(WorkloadMix(mix.shapes, mix.probs)) == 0.0  # no memory in the mix
     assert memory_per_gpu_milli(WorkloadMix.from_pods([PodRequest(12000, 65536)])) == 0.0  # no GPU demand
-    assert mix.head(1) == WorkloadMix(mix.shapes[:1], (1.0,), (30720.0,))
+    assert mix.head(1) == WorkloadMix(mix.shapes[:1], (1.0,), (30720.0,), model_demand=())
     with pytest.raises(ValueError, match="one value per shape"):
         WorkloadMix(mix.shapes, mix.probs, (1.0,))
 
@@ -221,7 +220,7 @@ def test_a_pod_free_to_run_anywhere_leaves_the_model_that_bound_pods_need():
     # displaces one milli of theirs (R = 1000), more than the G2 strands (dS 600 + dV 250).
     mix = WorkloadMix(shapes=(PodShape(16000, 1000, 1, ()), PodShape(4000, 1000, 1, ("T4",))), probs=(0.5, 0.5))
     cluster = Cluster.from_nodes([Node("g2", 16000, 262144, 2, "G2"), Node("t4", 64000, 262144, 2, "T4")])
-    bound = bound_demand(mix.arrays(cluster), 2)
+    bound = bound_demand(mix, cluster)
     assert bound.tolist() == [0.0, 0.5]
     assert model_reserve(bound, cluster.gpu_free, cluster.gpu_model).tolist() == [0.0, 0.0, 1.0]
     pod = PodRequest(16000, 0, 1, 1000)
@@ -234,6 +233,21 @@ def test_a_pod_free_to_run_anywhere_leaves_the_model_that_bound_pods_need():
     assert StrandPolicy(mix).reserve(cluster, PodRequest(4000, 0, 1, 1000, ("T4",))) is None
     cluster.gpu_free[1] = 0
     assert model_reserve(bound, cluster.gpu_free, cluster.gpu_model).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_model_bound_demand_counts_every_pod_not_only_the_shapes_the_mix_keeps():
+    # 40 T4-bound pods, each of its own CPU size (so each shape is rare), beside 100 pods free to run
+    # anywhere: the popularity cut and a cap on shapes drop most of the T4 shapes, not their demand.
+    pods = [PodRequest(8000, 0, 1, 1000) for _ in range(100)]
+    pods += [PodRequest(1000 + 100 * i, 0, 1, 500, ("T4",)) for i in range(40)]
+    pods += [PodRequest(4000, 0, 2, 1000, ("G2", "T4")) for _ in range(5)]
+    cluster = Cluster.from_nodes([Node("g2", 16000, 262144, 2, "G2"), Node("t4", 64000, 262144, 2, "T4")])
+    total = 100 * 1000 + 40 * 500 + 5 * 2000
+    for mix in (WorkloadMix.from_pods(pods), WorkloadMix.from_pods(pods).head(2)):
+        assert sum(bool(s.gpu_models) for s in mix.shapes) < 40
+        assert bound_demand(mix, cluster) == pytest.approx([5000 / total, (20000 + 5000) / total])
+    shapes_only = WorkloadMix(mix.shapes, mix.probs)  # a hand-written mix: read off its shapes
+    assert bound_demand(shapes_only, cluster)[1] < 20000 / total
 
 
 def test_the_policy_is_registered_and_needs_a_mix():
