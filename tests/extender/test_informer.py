@@ -99,14 +99,20 @@ def test_bad_objects_from_a_watch_are_skipped_without_stopping_it():
     assert set(state.cluster.index) == {"fine"} and len(state.ledger) == 1
 
 
-def test_pods_deleted_by_the_watch_give_their_gpus_back():
+def synced_on_one_node(*pod_objects):
+    """A fake API with node gpu-000 and these pods, and the state and pod informer after their first list."""
     api = FakeKubeAPI()
     api.objects["nodes"] = [P.node("gpu-000")]
-    running = P.pod("r", gpus=8, node_name="gpu-000", phase="Running")
-    api.objects["pods"] = [running]
+    api.objects["pods"] = list(pod_objects)
     state, _, nodes, pods, _ = setup(api)
     nodes.step()
     pods.step()
+    return api, state, pods
+
+
+def test_pods_deleted_by_the_watch_give_their_gpus_back():
+    running = P.pod("r", gpus=8, node_name="gpu-000", phase="Running")
+    api, state, pods = synced_on_one_node(running)
     assert state.cluster.gpu_free.sum() == 0
     api.watch_scripts["pods"] = [("DELETED", running)]
     pods.step()
@@ -195,13 +201,8 @@ def test_a_pod_is_parsed_again_only_when_a_field_the_extender_reads_changed(monk
 def test_a_pod_whose_owner_changed_is_parsed_again_and_leaves_or_joins_the_learnt_mix():
     import copy
 
-    api = FakeKubeAPI()
-    api.objects["nodes"] = [P.node("gpu-000")]
     pod = P.pod("etl-0", gpus=0, node_name="gpu-000", phase="Running")
-    api.objects["pods"] = [pod]
-    state, _, nodes, pods, _ = setup(api)
-    nodes.step()
-    pods.step()
+    api, state, pods = synced_on_one_node(pod)
     uid = pod["metadata"]["uid"]
     assert not state.ledger.get(uid).per_node
     adopted = copy.deepcopy(pod)
@@ -214,13 +215,8 @@ def test_a_pod_whose_owner_changed_is_parsed_again_and_leaves_or_joins_the_learn
 def test_a_pod_whose_labels_changed_is_parsed_again_with_its_new_labels():
     import copy
 
-    api = FakeKubeAPI()
-    api.objects["nodes"] = [P.node("gpu-000")]
     pending = P.pod("p", gpus=1)
-    api.objects["pods"] = [pending]
-    state, _, nodes, pods, _ = setup(api)
-    nodes.step()
-    pods.step()
+    api, state, pods = synced_on_one_node(pending)
     uid = pending["metadata"]["uid"]
     assert state.pending_pod(uid).labels == pending["metadata"]["labels"]
     relabelled = copy.deepcopy(pending)
