@@ -109,7 +109,12 @@ class Ranking:
 
 
 def neutral(count: int) -> Ranking:
-    return Ranking(OFF, -1, (), partial(np.zeros, count, dtype=np.int64))
+    return no_node(OFF, count)
+
+
+def no_node(policy: str, count: int) -> Ranking:
+    """A ranking with no best node: every one of the ``count`` names scores 0."""
+    return Ranking(policy, -1, (), partial(np.zeros, count, dtype=np.int64))
 
 
 class CompiledMix:
@@ -258,7 +263,7 @@ class Scorer:
                 share = spread.most_free_gpu(gpu_free, request.gpu_milli)
         best_local = kernels.best_node(raw, ok, gpu_free, cpu_free)
         if best_local < 0:
-            return Ranking(policy, -1, (), partial(np.zeros, len(names), dtype=np.int64))
+            return no_node(policy, len(names))
         known_scores = _Once(partial(_to_scores, raw, ok, best_local))
         gpus = pick_gpus(cluster, int(r[best_local]), request, int(share[best_local]))
         return Ranking(policy, int(known[best_local]), gpus, partial(_spread, len(names), known, known_scores),
@@ -274,7 +279,7 @@ def _to_scores(raw: np.ndarray, ok: np.ndarray, best: int) -> np.ndarray:
     """The chosen node -> 10; other feasible -> 1..9 linear in raw (its equals get 9); infeasible -> 0.
 
     Exactly one 10, so with a large weight kube-scheduler lands the pod where the extender assumed it;
-    equal nodes are broken here (``_best``) rather than by kube-scheduler's random tie-break, which
+    equal nodes are broken here (``kernels.best_node``) rather than by kube-scheduler's random tie-break, which
     would make the decision and the binding disagree.
     """
     scores = np.zeros(len(raw), dtype=np.int64)
