@@ -18,7 +18,9 @@ workload mix. Two blind spots cost GPUs on the openb traces once the cluster sat
   pods (those with a GPU-model list) can only run on. R charges a pod free to run anywhere the milli of
   model-bound demand its GPU milli displaces on model m: the share of the GPU demand bound to m (over all
   the pods the mix was built from, ``WorkloadMix.model_demand``) over m's share of the free GPU, at most 1
-  (``model_reserve``).
+  (``model_reserve``). Demand is also bound by size: a typical shape that fits (GPU count, CPU, memory) the
+  nodes of only some models, say an 8-GPU pod with 120 CPUs, counts as bound to those (``fit_bound_demand``);
+  only pods that fit every model pay for it (a pod that itself needs big nodes competes on equal terms).
 
 delta = dF + lookahead * dV + stranding * dS + reserve * R (all milli-GPU), scored and quantised as FGD:
 int(sigmoid(-delta / 1000) * 100), ties to the caller's node order (FGD's implicit packing).
@@ -93,6 +95,40 @@ def bound_demand(mix: WorkloadMix, cluster: Cluster) -> np.ndarray:
     return share
 
 
+def fitting_models(cluster: Cluster, num_gpu: int, cpu_milli: int, memory_mib: float) -> np.ndarray:
+    """bool[models]: the GPU models with a node that would hold the request when empty."""
+    ok = ((cluster.gpu_model >= 0) & (cluster.gpu_count >= max(num_gpu, 1)) & (cluster.cpu_capacity >= cpu_milli)
+          & (cluster.memory_capacity >= memory_mib))
+    return np.bincount(cluster.gpu_model[ok], minlength=len(cluster.model_names)) > 0
+
+
+def fits_every_model(cluster: Cluster, pod: PodRequest) -> bool:
+    """Whether ``pod`` fits a node of every GPU model the cluster has (so no model is all it can run on)."""
+    return bool((fitting_models(cluster, pod.num_gpu, pod.cpu_milli, pod.memory_mib)
+                 == fitting_models(cluster, 1, 0, 0)).all())
+
+
+def fit_bound_demand(mix: WorkloadMix, cluster: Cluster) -> np.ndarray:
+    """float64[models]: the share of the mix's GPU demand bound to each model by size. A shape without a
+    model list that fits (GPU count, CPU, its mean memory) the nodes of only k of the cluster's models counts
+    1/k on each, as a model list does in ``bound_demand``. Read off the typical shapes, not all the pods: F
+    plans for those, and counting rare big pods too held back capacity they never used on the CPU-heavy
+    traces (design note, "Demand bound by size")."""
+    share = np.zeros(len(cluster.model_names))
+    gpu = sum(p * s.num_gpu * s.gpu_milli for s, p in zip(mix.shapes, mix.probs))
+    if gpu <= 0:
+        return share
+    present = fitting_models(cluster, 1, 0, 0)
+    memory = mix.memory if mix.memory is not None else (0.0,) * len(mix.shapes)
+    for shape, p, mem in zip(mix.shapes, mix.probs, memory):
+        if shape.num_gpu == 0 or shape.gpu_models:
+            continue
+        fits = fitting_models(cluster, shape.num_gpu, shape.cpu_milli, mem)
+        if fits.any() and (fits != present).any():
+            share[fits] += p * shape.num_gpu * shape.gpu_milli / gpu / fits.sum()
+    return share
+
+
 def model_reserve(bound: np.ndarray, gpu_free: np.ndarray, model: np.ndarray) -> np.ndarray:
     """float64[models + 1]: milli of model-bound demand displaced per GPU milli taken on each model (index
     model + 1; 0 for no model): min(1, bound share / the model's share of the free GPU milli now)."""
@@ -119,6 +155,8 @@ class StrandPolicy:
         self._tables_for: tuple[str, ...] | None = None
         self._tables: kernels_strand.WasteTables | None = None
         self._bound: np.ndarray | None = None
+        self._fit_bound_for: tuple | None = None
+        self._fit_bound: np.ndarray | None = None
 
     def tables(self, cluster: Cluster) -> kernels_strand.WasteTables:
         """The look-ahead tables for ``cluster``'s GPU models (built once per model list)."""
@@ -129,12 +167,28 @@ class StrandPolicy:
             self._tables_for = key
         return self._tables
 
+    def fit_bound(self, cluster: Cluster) -> np.ndarray:
+        """``fit_bound_demand`` for ``cluster``, rebuilt when its models or node capacities change."""
+        key = (tuple(cluster.model_names), len(cluster), int(cluster.gpu_count.sum()),
+               int(cluster.cpu_capacity.sum()), int(cluster.memory_capacity.sum()))
+        if self._fit_bound is None or self._fit_bound_for != key:
+            self._fit_bound = fit_bound_demand(self.mix, cluster)
+            self._fit_bound_for = key
+        return self._fit_bound
+
     def reserve(self, cluster: Cluster, pod: PodRequest) -> np.ndarray | None:
-        """R's weights for ``pod`` (None, i.e. off, for a model-bound pod: its nodes are all of its models)."""
+        """R's weights for ``pod`` (None, i.e. off, for a model-bound pod: its nodes are all of its models).
+        Demand bound by size counts only for a pod that fits every model."""
         self.tables(cluster)
-        if pod.gpu_models or pod.num_gpu == 0 or self.options.reserve == 0.0 or not self._bound.any():
+        if pod.gpu_models or pod.num_gpu == 0 or self.options.reserve == 0.0:
             return None
-        return self.options.reserve * model_reserve(self._bound, cluster.gpu_free, cluster.gpu_model)
+        bound = self._bound
+        fit_bound = self.fit_bound(cluster)
+        if fit_bound.any() and fits_every_model(cluster, pod):
+            bound = bound + fit_bound
+        if not bound.any():
+            return None
+        return self.options.reserve * model_reserve(bound, cluster.gpu_free, cluster.gpu_model)
 
     def score(self, cluster: Cluster, pod: PodRequest) -> NodeScores:
         before = self._fgd.fragmentation(cluster)

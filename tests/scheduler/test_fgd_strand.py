@@ -17,6 +17,8 @@ from gpufleet.scheduler.policies.fgd_strand import (
     StrandPolicy,
     bound_demand,
     cpu_per_gpu_milli,
+    fit_bound_demand,
+    fits_every_model,
     memory_per_gpu_milli,
     model_reserve,
 )
@@ -248,6 +250,50 @@ def test_model_bound_demand_counts_every_pod_not_only_the_shapes_the_mix_keeps()
         assert bound_demand(mix, cluster) == pytest.approx([5000 / total, (20000 + 5000) / total])
     shapes_only = WorkloadMix(mix.shapes, mix.probs)  # a hand-written mix: read off its shapes
     assert bound_demand(shapes_only, cluster)[1] < 20000 / total
+
+
+def big_nodes() -> Cluster:
+    """A CPU-poor 8-GPU G2, a CPU- and memory-rich 8-GPU G3 and a 2-GPU T4, as on openb."""
+    return Cluster.from_nodes([Node("g2", 96000, 393216, 8, "G2"), Node("g3", 128000, 786432, 8, "G3"),
+                               Node("t4", 104000, 524288, 2, "T4")])
+
+
+def test_demand_bound_by_size_counts_the_models_whose_nodes_a_typical_shape_fits():
+    shapes = (PodShape(8000, 1000, 1, ()),  # fits every model
+              PodShape(120000, 1000, 8, ()),  # 120 CPUs: only the G3
+              PodShape(64000, 1000, 8, ()),  # 8 GPUs: the G2 and the G3, half each
+              PodShape(16000, 1000, 2, ("T4",)),  # a model list: bound_demand's, not this
+              PodShape(4000, 0, 0, ()))  # CPU-only: no GPU demand
+    mix = WorkloadMix(shapes, (0.5, 0.1, 0.1, 0.2, 0.1))
+    cluster = big_nodes()
+    assert cluster.model_names == ["G2", "G3", "T4"]
+    total = 500 + 800 + 800 + 400
+    assert fit_bound_demand(mix, cluster) == pytest.approx([400 / total, (800 + 400) / total, 0.0])
+    # Memory counts: a 1-GPU shape whose pods ask 600 GiB on average fits only the G3.
+    heavy = WorkloadMix(shapes[:1], (1.0,), (614400.0,))
+    assert fit_bound_demand(heavy, cluster).tolist() == [0.0, 1.0, 0.0]
+    assert not fit_bound_demand(WorkloadMix(shapes[:1], (1.0,)), cluster).any()
+    assert fits_every_model(cluster, PodRequest(8000, 0, 1, 1000))
+    assert not fits_every_model(cluster, PodRequest(8000, 0, 4, 1000))
+    assert not fits_every_model(cluster, PodRequest(8000, 614400, 1, 1000))
+
+
+def test_a_pod_that_fits_anywhere_leaves_the_big_node_only_big_pods_fit():
+    # A fifth of the pods are 8-GPU ones that need 600 GiB: only the G3 holds them (F does not see memory).
+    # The 1-GPU pod strands a little memory on the G2 (dS 54), so without the reserve it takes the G3;
+    # the G3 holds half the free GPU and the big pods want two thirds of the demand: R = 1000 there.
+    mix = WorkloadMix((PodShape(16000, 1000, 1, ()), PodShape(64000, 1000, 8, ())), (0.8, 0.2),
+                      (32768.0, 614400.0))
+    cluster = Cluster.from_nodes([Node("g2", 96000, 393216, 8, "G2"), Node("g3", 128000, 786432, 8, "G3")])
+    pod = PodRequest(16000, 65536, 1, 1000)
+    assert fit_bound_demand(mix, cluster) == pytest.approx([0.0, 1600 / 2400])
+    blind = StrandPolicy(mix, StrandOptions(reserve=0.0)).score(cluster, pod)
+    aware = StrandPolicy(mix).score(cluster, pod)
+    assert select_node(blind, arange_rank(cluster)) == 1
+    assert select_node(aware, arange_rank(cluster)) == 0
+    assert StrandPolicy(mix).reserve(cluster, pod).tolist() == [0.0, 0.0, 1.0]
+    # The big pod itself fits only the G3: it pays no reserve (it competes with its kind on equal terms).
+    assert StrandPolicy(mix).reserve(cluster, PodRequest(64000, 614400, 8, 1000)) is None
 
 
 def test_the_policy_is_registered_and_needs_a_mix():
