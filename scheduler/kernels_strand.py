@@ -12,7 +12,7 @@ Three per-node measures, all in milli-GPU, so they add up (see docs/designs/012-
   full weight a CPU-light pod is drawn to every node below the mix's CPU ratio, empty ones included,
   and breaks up the whole nodes multi-GPU pods need;
 - R, model reserve: a pod taking GPU milli on a node of model m displaces ``reserve[m + 1]`` milli of
-  model-bound demand per milli (the caller's weights, ``fgd_strand.model_reserve``; zeros turn it off).
+  bound demand per milli (the caller's weights, ``fgd_strand.model_reserve``; zeros turn it off).
 
 No I/O here. Each kernel has a plain-Python twin in ``scheduler.reference`` and a differential test.
 """

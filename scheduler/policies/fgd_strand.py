@@ -47,7 +47,7 @@ class StrandOptions:
     """Weights (dimensionless, on milli-GPU terms) of the look-ahead dV and of the stranded GPU dS
     added to FGD's dF, chosen on design seeds (design note), never per trace. ``relief``: the weight of a
     fall of S (0: only growth counts; 1: symmetric, which breaks up the whole nodes multi-GPU pods need).
-    ``reserve``: the weight of R (1: a displaced milli of model-bound demand counts as one milli lost)."""
+    ``reserve``: the weight of R (1: a displaced milli of bound demand counts as one milli lost)."""
 
     lookahead: float = 0.25
     stranding: float = 1.0
@@ -130,7 +130,7 @@ def fit_bound_demand(mix: WorkloadMix, cluster: Cluster) -> np.ndarray:
 
 
 def model_reserve(bound: np.ndarray, gpu_free: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """float64[models + 1]: milli of model-bound demand displaced per GPU milli taken on each model (index
+    """float64[models + 1]: milli of bound demand displaced per GPU milli taken on each model (index
     model + 1; 0 for no model): min(1, bound share / the model's share of the free GPU milli now)."""
     has = model >= 0
     free = np.bincount(model[has], weights=gpu_free[has].sum(axis=1), minlength=len(bound)).astype(np.float64)
