@@ -212,3 +212,15 @@ def test_fgd_strand_in_the_extender_leaves_the_model_that_model_bound_demand_nee
     state = state_of([P.node("g2", gpus=2, cpu="16", product="G2"), P.node("t4", gpus=2, cpu="64", product="T4")])
     pod = parse_pod(P.pod(gpus=1, cpu="16", annotations={"gpufleet.io/placement": "fgd-strand"}))
     assert Scorer(mix=mix).rank(state, pod, "fgd-strand", ["g2", "t4"]).best == 0
+
+
+def test_fgd_strand_in_the_extender_leaves_the_big_node_that_only_big_pods_fit():
+    """Demand bound by size reaches the extender: a fifth of the mix is 8-GPU pods that need 600 GiB, which
+    only the G3 node holds, so a 1-GPU pod goes to the G2, although it strands a little memory there."""
+    from gpufleet.scheduler.workload import PodShape, WorkloadMix
+
+    mix = WorkloadMix((PodShape(16000, 1000, 1, ()), PodShape(64000, 1000, 8, ())), (0.8, 0.2), (32768.0, 614400.0))
+    state = state_of([P.node("g2", gpus=8, cpu="96", memory="384Gi", product="G2"),
+                      P.node("g3", gpus=8, cpu="128", memory="768Gi", product="G3")])
+    pod = parse_pod(P.pod(gpus=1, cpu="16", memory="64Gi", annotations={"gpufleet.io/placement": "fgd-strand"}))
+    assert Scorer(mix=mix).rank(state, pod, "fgd-strand", ["g2", "g3"]).best == 0  # without R: the G3
